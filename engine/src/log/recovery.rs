@@ -1,0 +1,241 @@
+//! Opening a partition log: find the segments, trust sealed segments whose index agrees with
+//! them, verify every batch of the active segment, and cut the log at the first torn or
+//! corrupt batch so that nothing corrupt is ever served and offsets continue without a gap.
+
+use std::io;
+use std::path::Path;
+
+use super::{index, segment_path, IndexEntry, LogConfig, OpenLogError, PartitionLog, Segment};
+use crate::io::{FileKey, FileMap, Storage};
+use crate::record::StoredBatch;
+
+/// What recovery found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    /// Batches whose CRCs were verified.
+    pub batches_verified: u64,
+    /// Bytes cut from the end of the log (torn or corrupt batches and what followed them).
+    pub bytes_truncated: u64,
+    /// Segment files removed because an earlier segment was cut.
+    pub segments_removed: usize,
+    pub indexes_rebuilt: usize,
+    /// Why the log was cut, if it was.
+    pub cut_reason: Option<String>,
+}
+
+struct Scan {
+    valid_bytes: u64,
+    next_offset: i64,
+    max_timestamp_ms: i64,
+    entries: Vec<IndexEntry>,
+    batches: u64,
+    error: Option<String>,
+}
+
+/// Verifies batches from the start of a segment; stops at the first invalid one.
+fn scan(map: &FileMap, len: u64, base_offset: i64, index_interval: u64) -> Scan {
+    let mut scan = Scan {
+        valid_bytes: 0,
+        next_offset: base_offset,
+        max_timestamp_ms: i64::MIN,
+        entries: Vec::new(),
+        batches: 0,
+        error: None,
+    };
+    while scan.valid_bytes < len {
+        let bytes = map.bytes(scan.valid_bytes as usize, len as usize);
+        let batch = match StoredBatch::parse(bytes) {
+            Ok(batch) => batch,
+            Err(error) => {
+                scan.error = Some(format!("at byte {}: {error}", scan.valid_bytes));
+                break;
+            }
+        };
+        if batch.base_offset() != scan.next_offset {
+            scan.error = Some(format!(
+                "at byte {}: batch starts at offset {}, expected {}",
+                scan.valid_bytes,
+                batch.base_offset(),
+                scan.next_offset
+            ));
+            break;
+        }
+        scan.max_timestamp_ms = scan.max_timestamp_ms.max(batch.max_timestamp_ms());
+        let due = scan.entries.last().map_or(true, |last| {
+            scan.valid_bytes - last.position as u64 >= index_interval
+        });
+        if due {
+            scan.entries.push(IndexEntry {
+                relative_offset: (batch.base_offset() - base_offset) as u32,
+                position: scan.valid_bytes as u32,
+                max_timestamp_ms: scan.max_timestamp_ms,
+            });
+        }
+        scan.valid_bytes += batch.stored_len() as u64;
+        scan.next_offset = batch.next_offset();
+        scan.batches += 1;
+    }
+    scan
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> OpenLogError + '_ {
+    move |source| OpenLogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(super) fn open(
+    storage: &mut dyn Storage,
+    directory: &Path,
+    config: LogConfig,
+) -> Result<(PartitionLog, super::RecoveryReport), OpenLogError> {
+    std::fs::create_dir_all(directory).map_err(io_error(directory))?;
+    let mut base_offsets = Vec::new();
+    for entry in std::fs::read_dir(directory).map_err(io_error(directory))? {
+        let entry = entry.map_err(io_error(directory))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".log") {
+            if let Ok(base_offset) = stem.parse::<i64>() {
+                if stem.len() == 20 && base_offset >= 0 {
+                    base_offsets.push(base_offset);
+                }
+            }
+        } else if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    base_offsets.sort_unstable();
+    let mut report = RecoveryReport::default();
+    let mut segments: Vec<Segment> = Vec::new();
+    let active_capacity = config.segment_bytes_max + config.write_bytes_max;
+    let mut cut = false;
+    for (position, &base_offset) in base_offsets.iter().enumerate() {
+        let path = segment_path(directory, base_offset, "log");
+        if cut {
+            // An earlier segment was cut: everything after it is unreachable.
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
+            let _ = std::fs::remove_file(segment_path(directory, base_offset, "index"));
+            report.segments_removed += 1;
+            continue;
+        }
+        if let Some(previous) = segments.last() {
+            if previous.committed_next_offset != base_offset {
+                return Err(OpenLogError::Gap {
+                    path,
+                    expected: previous.committed_next_offset,
+                    found: base_offset,
+                });
+            }
+        }
+        let is_last = position + 1 == base_offsets.len();
+        let file = storage.open(&path, false).map_err(io_error(&path))?;
+        let len = storage.len(file).map_err(io_error(&path))?;
+        if len == 0 && !is_last {
+            // A sealed segment with nothing in it (its writes were rolled back): drop it.
+            storage.close(file);
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
+            let _ = std::fs::remove_file(segment_path(directory, base_offset, "index"));
+            continue;
+        }
+        let capacity = if is_last {
+            active_capacity.max(len)
+        } else {
+            len
+        };
+        let map = storage.map(file, capacity).map_err(io_error(&path))?;
+        let trusted_index = if is_last {
+            None
+        } else {
+            index::read(directory, base_offset, len)
+        };
+        let segment = match trusted_index {
+            Some(index) => Segment {
+                base_offset,
+                file,
+                map,
+                assigned_bytes: len,
+                committed_bytes: len,
+                committed_next_offset: index.next_offset,
+                max_timestamp_ms: index.max_timestamp_ms,
+                index: index.entries,
+                index_pending: false,
+            },
+            None => {
+                let scan = scan(&map, len, base_offset, config.index_interval_bytes as u64);
+                report.batches_verified += scan.batches;
+                if let Some(error) = scan.error {
+                    report.bytes_truncated += len - scan.valid_bytes;
+                    report.cut_reason = Some(format!("{}: {error}", path.display()));
+                    storage
+                        .truncate(file, scan.valid_bytes)
+                        .map_err(io_error(&path))?;
+                    cut = true;
+                }
+                if !is_last {
+                    report.indexes_rebuilt += 1;
+                }
+                Segment {
+                    base_offset,
+                    file,
+                    map,
+                    assigned_bytes: scan.valid_bytes,
+                    committed_bytes: scan.valid_bytes,
+                    committed_next_offset: scan.next_offset,
+                    max_timestamp_ms: scan.max_timestamp_ms,
+                    index: scan.entries,
+                    index_pending: !is_last,
+                }
+            }
+        };
+        segments.push(segment);
+    }
+    // A cut sealed segment becomes the active one: remap it to the active capacity.
+    if let Some(last) = segments.last_mut() {
+        if last.map.capacity() < active_capacity as usize {
+            let path = segment_path(directory, last.base_offset, "log");
+            last.map = storage
+                .map(last.file, active_capacity)
+                .map_err(io_error(&path))?;
+            last.index_pending = false;
+        }
+    }
+    if segments.is_empty() {
+        let path = segment_path(directory, 0, "log");
+        let file: FileKey = storage.open(&path, true).map_err(io_error(&path))?;
+        let map = storage
+            .map(file, active_capacity)
+            .map_err(io_error(&path))?;
+        std::fs::File::open(directory)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(directory))?;
+        segments.push(Segment {
+            base_offset: 0,
+            file,
+            map,
+            assigned_bytes: 0,
+            committed_bytes: 0,
+            committed_next_offset: 0,
+            max_timestamp_ms: i64::MIN,
+            index: Vec::new(),
+            index_pending: false,
+        });
+    }
+    report.segments = segments.len();
+    let next_offset = segments
+        .last()
+        .expect("at least one segment")
+        .committed_next_offset;
+    let log = PartitionLog {
+        directory: directory.to_path_buf(),
+        config,
+        segments,
+        next_offset,
+    };
+    let mut log = log;
+    log.write_sealed_indexes(storage)
+        .map_err(io_error(directory))?;
+    Ok((log, report))
+}
