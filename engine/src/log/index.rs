@@ -71,7 +71,7 @@ pub(super) fn write(
 pub(super) fn read(directory: &Path, base_offset: i64, segment_bytes: u64) -> Option<IndexFile> {
     let bytes = std::fs::read(segment_path(directory, base_offset, "index")).ok()?;
     if bytes.len() < INDEX_HEADER_BYTES
-        || (bytes.len() - INDEX_HEADER_BYTES) % INDEX_ENTRY_BYTES != 0
+        || !(bytes.len() - INDEX_HEADER_BYTES).is_multiple_of(INDEX_ENTRY_BYTES)
     {
         return None;
     }
@@ -92,7 +92,7 @@ pub(super) fn read(directory: &Path, base_offset: i64, segment_bytes: u64) -> Op
             position: u32::from_le_bytes(chunk[4..8].try_into().expect("4 bytes")),
             max_timestamp_ms: i64::from_le_bytes(chunk[8..16].try_into().expect("8 bytes")),
         };
-        let ordered = entries.last().map_or(true, |last: &IndexEntry| {
+        let ordered = entries.last().is_none_or(|last: &IndexEntry| {
             entry.relative_offset > last.relative_offset && entry.position > last.position
         });
         if !ordered

@@ -223,9 +223,10 @@ impl PartitionLog {
             next_offset > first_offset,
             "a write holds at least one record"
         );
-        let due = segment.index.last().map_or(true, |last| {
-            placement.position - last.position as u64 >= index_interval
-        });
+        let due = segment
+            .index
+            .last()
+            .is_none_or(|last| placement.position - last.position as u64 >= index_interval);
         segment.max_timestamp_ms = segment.max_timestamp_ms.max(max_timestamp_ms);
         if due {
             segment.index.push(IndexEntry {

@@ -62,9 +62,10 @@ fn scan(map: &FileMap, len: u64, base_offset: i64, index_interval: u64) -> Scan 
             break;
         }
         scan.max_timestamp_ms = scan.max_timestamp_ms.max(batch.max_timestamp_ms());
-        let due = scan.entries.last().map_or(true, |last| {
-            scan.valid_bytes - last.position as u64 >= index_interval
-        });
+        let due = scan
+            .entries
+            .last()
+            .is_none_or(|last| scan.valid_bytes - last.position as u64 >= index_interval);
         if due {
             scan.entries.push(IndexEntry {
                 relative_offset: (batch.base_offset() - base_offset) as u32,

@@ -21,6 +21,9 @@ const CRC_START: usize = 21;
 /// Kafka's compression codec bits in the attributes.
 pub const COMPRESSION_MASK: i16 = 0x07;
 
+/// A record as (timestamp ms, key, value), for [`BatchBuilder::build`].
+pub type RecordParts<'a> = (i64, Option<&'a [u8]>, &'a [u8]);
+
 /// Appends records to a stored batch being built at the end of a `Vec<u8>`.
 ///
 /// `begin` reserves the stored prefix and the Kafka header, `push` appends records in place,
@@ -152,7 +155,7 @@ impl BatchBuilder {
     }
 
     /// Builds a whole stored batch into `out` (for tests and tools).
-    pub fn build(out: &mut Vec<u8>, base_offset: i64, records: &[(i64, Option<&[u8]>, &[u8])]) {
+    pub fn build(out: &mut Vec<u8>, base_offset: i64, records: &[RecordParts<'_>]) {
         let mut builder = BatchBuilder::begin(out);
         for (timestamp_ms, key, value) in records {
             builder.push(out, *timestamp_ms, *key, value);

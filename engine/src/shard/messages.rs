@@ -44,7 +44,6 @@ pub(crate) struct Delivery {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OpenedPartition {
     pub slot: u32,
-    pub next_offset: i64,
 }
 
 /// Rare messages to a shard.

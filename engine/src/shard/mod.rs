@@ -227,6 +227,13 @@ impl Shard {
         loop {
             let mut progress = self.take_control();
             progress |= self.drain_producers();
+            if self.stopping {
+                // Everything handed over before the stop was drained above; later records are
+                // refused (their handles see the rings abandoned once the shard exits).
+                for lane in &mut self.producers {
+                    lane.closed = true;
+                }
+            }
             self.flush_staged();
             if let Err(error) = self.storage.submit() {
                 eprintln!("rill: shard io_uring submit failed: {error}");
@@ -308,7 +315,6 @@ impl Shard {
                                     partition.0, report.bytes_truncated
                                 );
                             }
-                            let next_offset = log.next_offset();
                             self.partitions.push(Partition {
                                 id: partition,
                                 log,
@@ -324,7 +330,6 @@ impl Shard {
                             });
                             Ok(OpenedPartition {
                                 slot: self.partitions.len() as u32 - 1,
-                                next_offset,
                             })
                         }
                         Err(error) => Err(error.to_string()),
