@@ -733,3 +733,85 @@ fn consume_after_restart_sees_everything_produced_by_earlier_processes() {
         assert_eq!(offsets, contiguous, "offsets continue across restarts");
     }
 }
+
+#[test]
+fn produce_prints_each_ack_before_the_next_line_arrives_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    create_topic(dir.path(), "chat", 1);
+    let mut producer = rill_command(dir.path(), &["produce", "--topic", "chat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rill starts");
+    let mut stdin = producer.stdin.take().expect("piped stdin");
+    let mut stdout = BufReader::new(producer.stdout.take().expect("piped stdout"));
+    for (offset, value) in ["hello", "world"].iter().enumerate() {
+        stdin.write_all(format!("{value}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        // Standard input stays open: the ack must come without more input or its end.
+        let mut ack = String::new();
+        stdout.read_line(&mut ack).unwrap();
+        assert_eq!(ack, format!("0\t{offset}\t{value}\n"));
+    }
+    send_signal(&producer, "TERM");
+    let status = wait_with_timeout(&mut producer);
+    let mut stderr = String::new();
+    let mut pipe = producer.stderr.take().expect("piped stderr");
+    pipe.read_to_string(&mut stderr).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "exit status says SIGTERM: {stderr}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    drop(stdin);
+    let consumed = rill(
+        dir.path(),
+        &[
+            "consume", "--topic", "chat", "--from", "earliest", "--to-end",
+        ],
+    )
+    .ok();
+    assert_eq!(consumed, lines(&[(0, 0, "hello"), (0, 1, "world")]));
+}
+
+#[test]
+fn a_failed_record_stops_produce_and_only_acknowledged_records_are_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    create_topic(dir.path(), "limits", 1);
+    // Fits through the line reader but not into a batch: the engine refuses it.
+    let batch_bytes_max = rill::config::BATCH_BYTES_MAX;
+    let mut input = b"before\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', batch_bytes_max - 1));
+    input.extend_from_slice(b"\nafter\n");
+    let outcome = rill_with_input(dir.path(), &["produce", "--topic", "limits"], &input);
+    assert_eq!(outcome.status.code(), Some(1));
+    let acks = outcome.stdout.clone();
+    let error = outcome.one_error_line();
+    assert!(error.contains("line 2"), "{error}");
+    assert!(error.contains("larger than"), "{error}");
+    // "after" may have been in flight already (records are pipelined); either way, what was
+    // printed is exactly what was stored.
+    assert!(acks.starts_with(&lines(&[(0, 0, "before")])), "{acks}");
+    let consumed = rill(
+        dir.path(),
+        &[
+            "consume", "--topic", "limits", "--from", "earliest", "--to-end",
+        ],
+    )
+    .ok();
+    assert_eq!(consumed, acks);
+
+    // Longer than any record can be: refused while reading, without buffering it whole.
+    let mut input = b"ok\n".to_vec();
+    input.extend(std::iter::repeat_n(b'y', batch_bytes_max + 1));
+    let outcome = rill_with_input(dir.path(), &["produce", "--topic", "limits"], &input);
+    assert_eq!(outcome.status.code(), Some(1));
+    let acks = outcome.stdout.clone();
+    let error = outcome.one_error_line();
+    assert!(error.contains("line 2 is longer"), "{error}");
+    let offset = parse_lines(&consumed).len() as i64;
+    assert_eq!(acks, format!("0\t{offset}\tok\n"));
+}
