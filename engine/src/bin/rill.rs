@@ -74,10 +74,11 @@ not printed was not acknowledged.
 
 Records are pipelined: many are in flight at once, and their acks are printed in input order.
 
-If a record fails, rill prints `rill: error: line N: ...` to standard error, stops reading
-input (later lines are not sent), waits for the records already in flight (printing those
-acknowledged), and exits with status 1. On SIGINT or SIGTERM it does the same and exits with
-status 128 + the signal number.";
+If a record fails (or a line is longer than the largest record, 4 MiB), rill prints
+`rill: error: line N: ...` to standard error and stops sending: lines not yet handed to the
+engine are never sent (the error line names the last line that was), records already in flight
+still get their outcome (the acknowledged ones are printed), and rill exits with status 1.
+On SIGINT or SIGTERM it stops the same way and exits with status 128 + the signal number.";
 
 const CONSUME_ABOUT: &str = "Print the records of a topic";
 const CONSUME_LONG_ABOUT: &str = "\
