@@ -246,21 +246,21 @@ impl Report {
             ("driver", self.driver.clone()),
         ];
         for (name, value) in rows {
-            let _ = writeln!(out, "  {name:<22}{value}");
+            let _ = writeln!(out, "  {name:<30}{value}");
         }
         for (name, value) in &self.driver_settings {
-            let _ = writeln!(out, "  {name:<22}{value}");
+            let _ = writeln!(out, "  {name:<30}{value}");
         }
 
         let _ = writeln!(out, "throughput (MB = 2^20 bytes)");
         let _ = writeln!(
             out,
-            "  {:<22}{:>12} {:>10} {:>14}",
+            "  {:<30}{:>12} {:>10} {:>14}",
             "", "msg/s", "MB/s", "messages"
         );
         let _ = writeln!(
             out,
-            "  {:<22}{:>12.0} {:>10.2} {:>14}",
+            "  {:<30}{:>12.0} {:>10.2} {:>14}",
             "publish",
             self.publish.messages_per_second,
             self.publish.megabytes_per_second,
@@ -268,7 +268,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "  {:<22}{:>12.0} {:>10.2} {:>14}   (expected {})",
+            "  {:<30}{:>12.0} {:>10.2} {:>14}   (expected {})",
             "consume",
             self.consume.messages_per_second,
             self.consume.megabytes_per_second,
@@ -279,7 +279,7 @@ impl Report {
         let _ = writeln!(out, "latency (us)");
         let _ = writeln!(
             out,
-            "  {:<22}{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "  {:<30}{:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
             "", "p50", "p75", "p95", "p99", "p99.9", "p99.99", "max"
         );
         for (name, summary) in [
@@ -289,7 +289,7 @@ impl Report {
         ] {
             let _ = writeln!(
                 out,
-                "  {name:<22}{:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                "  {name:<30}{:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
                 summary.p50,
                 summary.p75,
                 summary.p95,

@@ -65,6 +65,8 @@ pub enum RunError {
     Driver(#[from] DriverError),
     #[error("cannot start an actor thread: {0}")]
     Thread(std::io::Error),
+    #[error("actor thread {thread} panicked: {message}")]
+    ActorPanicked { thread: String, message: String },
 }
 
 /// What went wrong during a run; every count is an error.
@@ -200,24 +202,32 @@ pub fn run<D: Driver>(driver: &D, settings: &RunSettings) -> Result<RunResult, R
 
     let outcome = std::thread::scope(|scope| -> Result<_, RunError> {
         let mut consumer_threads = Vec::new();
+        let mut producer_threads = Vec::new();
+        let mut spawn_error = None;
         for (index, plans) in plan.consumer_threads.iter().enumerate() {
             let context = &consumer_context;
             let plans = plans.clone();
-            let thread = std::thread::Builder::new()
+            match std::thread::Builder::new()
                 .name(format!("bench-consumer-{index}"))
                 .spawn_scoped(scope, move || run_consumer_thread(context, plans))
-                .map_err(RunError::Thread)?;
-            consumer_threads.push(thread);
+            {
+                Ok(thread) => consumer_threads.push(thread),
+                Err(error) => spawn_error = spawn_error.or(Some(error)),
+            }
         }
-        let mut producer_threads = Vec::new();
         for (index, plans) in plan.producer_threads.iter().enumerate() {
             let context = &producer_context;
             let plans = plans.clone();
-            let thread = std::thread::Builder::new()
+            match std::thread::Builder::new()
                 .name(format!("bench-producer-{index}"))
                 .spawn_scoped(scope, move || run_producer_thread(context, plans, index))
-                .map_err(RunError::Thread)?;
-            producer_threads.push(thread);
+            {
+                Ok(thread) => producer_threads.push(thread),
+                Err(error) => spawn_error = spawn_error.or(Some(error)),
+            }
+        }
+        if spawn_error.is_some() {
+            gate.abort();
         }
 
         let timeline = gate.open(|| {
@@ -229,38 +239,48 @@ pub fn run<D: Driver>(driver: &D, settings: &RunSettings) -> Result<RunResult, R
         });
         let Some(timeline) = timeline else {
             stop.store(true, Ordering::Release);
-            let mut setup_error = None;
+            let mut first_error = spawn_error.map(RunError::Thread);
             for thread in consumer_threads {
-                let result = thread.join().expect("consumer thread panicked");
-                setup_error = setup_error.or(result.setup_error);
+                match join(thread) {
+                    Ok(result) => {
+                        if let Some(error) = result.setup_error {
+                            first_error = first_error.or(Some(RunError::Driver(error)));
+                        }
+                    }
+                    Err(error) => first_error = first_error.or(Some(error)),
+                }
             }
             for thread in producer_threads {
-                thread.join().expect("producer thread panicked");
+                if let Err(error) = join(thread) {
+                    first_error = first_error.or(Some(error));
+                }
             }
-            let error = setup_error.expect("an aborted start names its failure");
-            return Err(RunError::Driver(error));
+            return Err(first_error.expect("an aborted start names its failure"));
         };
 
         report_progress_until_end(&progress, &timeline);
-        let producer_results: Vec<ProducerThreadResult> = producer_threads
-            .into_iter()
-            .map(|thread| thread.join().expect("producer thread panicked"))
-            .collect();
-
-        let expected_by_group = expected_by_group(&plan, &producer_results);
+        let producer_results: Result<Vec<ProducerThreadResult>, RunError> =
+            producer_threads.into_iter().map(join).collect();
+        let expected_by_group = match &producer_results {
+            Ok(results) => expected_by_group(&plan, results),
+            Err(_) => vec![0; groups],
+        };
         let drain_started_ns = now_ns();
-        let drain_timed_out =
-            wait_for_consumers(&progress, &expected_by_group, settings.drain_timeout);
+        let drain_timed_out = producer_results.is_ok()
+            && wait_for_consumers(
+                &progress,
+                &expected_by_group,
+                settings.drain_timeout,
+                || consumer_threads.iter().any(|thread| thread.is_finished()),
+            );
         let drain_duration = Duration::from_nanos(now_ns() - drain_started_ns);
         stop.store(true, Ordering::Release);
-        let consumer_results: Vec<ConsumerThreadResult> = consumer_threads
-            .into_iter()
-            .map(|thread| thread.join().expect("consumer thread panicked"))
-            .collect();
+        let consumer_results: Result<Vec<ConsumerThreadResult>, RunError> =
+            consumer_threads.into_iter().map(join).collect();
         Ok((
             timeline,
-            producer_results,
-            consumer_results,
+            producer_results?,
+            consumer_results?,
             expected_by_group,
             drain_duration,
             drain_timed_out,
@@ -291,8 +311,30 @@ fn expected_by_group(plan: &Plan, producers: &[ProducerThreadResult]) -> Vec<u64
         .collect()
 }
 
-/// Waits until every group received at least what it should. Returns true on timeout.
-fn wait_for_consumers(progress: &Progress, expected_by_group: &[u64], timeout: Duration) -> bool {
+/// Joins an actor thread; a panic becomes an error naming the thread and its message.
+fn join<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> Result<T, RunError> {
+    let name = thread.thread().name().unwrap_or("actor").to_string();
+    thread.join().map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|message| message.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string());
+        RunError::ActorPanicked {
+            thread: name,
+            message,
+        }
+    })
+}
+
+/// Waits until every group received at least what it should, or a consumer thread ended
+/// early (`consumer_ended`: it panicked; nothing more will come). Returns true on timeout.
+fn wait_for_consumers(
+    progress: &Progress,
+    expected_by_group: &[u64],
+    timeout: Duration,
+    consumer_ended: impl Fn() -> bool,
+) -> bool {
     let started_ns = now_ns();
     let mut next_line_ns = started_ns + NANOS_PER_SECOND;
     let mut last = progress.read();
@@ -304,6 +346,9 @@ fn wait_for_consumers(progress: &Progress, expected_by_group: &[u64], timeout: D
             .zip(expected_by_group)
             .all(|(received, expected)| received >= expected)
         {
+            return false;
+        }
+        if consumer_ended() {
             return false;
         }
         let now = now_ns();

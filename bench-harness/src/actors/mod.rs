@@ -6,69 +6,91 @@
 //! through a [`StartGate`]: every thread first makes its handle (and, for consumers, every
 //! subscription), then the coordinator fixes the run's [`Timeline`] and lets them all go, so
 //! no consumer subscribes after the first message is sent.
+//!
+//! Actor threads that panic (for instance on a driver assertion) are reported by the
+//! coordinator as a failed run, not as a hang: see `run`.
 
 pub mod consumer;
 pub mod producer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, OnceLock};
+use std::sync::{Condvar, Mutex};
 
 use crate::schedule::Timeline;
 
 /// Lines up actor threads and the coordinator at the start of a run.
 #[derive(Debug)]
 pub struct StartGate {
-    /// Every actor thread has its handles; the coordinator may fix the timeline.
-    ready: Barrier,
-    /// The timeline is fixed (or the run aborted); actors may start.
-    go: Barrier,
-    timeline: OnceLock<Timeline>,
-    aborted: AtomicBool,
+    actor_threads: usize,
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// Actor threads that finished their setup, `0..=actor_threads`.
+    arrived: usize,
+    /// Set when the coordinator opens the gate.
+    timeline: Option<Timeline>,
+    /// Some setup failed, or the coordinator gave up: nobody runs.
+    aborted: bool,
 }
 
 impl StartGate {
     /// A gate for `actor_threads` threads plus the coordinator.
     pub fn new(actor_threads: usize) -> StartGate {
         StartGate {
-            ready: Barrier::new(actor_threads + 1),
-            go: Barrier::new(actor_threads + 1),
-            timeline: OnceLock::new(),
-            aborted: AtomicBool::new(false),
+            actor_threads,
+            state: Mutex::new(GateState::default()),
+            changed: Condvar::new(),
         }
     }
 
     /// Called by an actor thread once its setup finished (`setup_ok` false when it failed:
-    /// the whole run is then aborted). Returns the timeline, or `None` when aborted.
+    /// the whole run is then aborted). Waits for the coordinator; returns the timeline, or
+    /// `None` when the run was aborted.
     pub fn arrive(&self, setup_ok: bool) -> Option<Timeline> {
+        let mut state = self.state.lock().expect("gate lock");
+        state.arrived += 1;
+        assert!(state.arrived <= self.actor_threads);
         if !setup_ok {
-            self.aborted.store(true, Ordering::SeqCst);
+            state.aborted = true;
         }
-        self.ready.wait();
-        self.go.wait();
-        if self.aborted.load(Ordering::SeqCst) {
-            return None;
+        self.changed.notify_all();
+        let state = self
+            .changed
+            .wait_while(state, |state| state.timeline.is_none() && !state.aborted)
+            .expect("gate lock");
+        if state.aborted {
+            None
+        } else {
+            state.timeline
         }
-        Some(
-            *self
-                .timeline
-                .get()
-                .expect("the coordinator fixes it before go"),
-        )
     }
 
     /// Called by the coordinator: waits for every actor thread, fixes the timeline (made
     /// at that moment by `timeline`) and releases them. `None` when some setup failed.
     pub fn open(&self, timeline: impl FnOnce() -> Timeline) -> Option<Timeline> {
-        self.ready.wait();
-        let opened = if self.aborted.load(Ordering::SeqCst) {
-            None
-        } else {
-            let fixed = timeline();
-            self.timeline.set(fixed).expect("a gate opens once");
-            Some(fixed)
-        };
-        self.go.wait();
-        opened
+        let state = self.state.lock().expect("gate lock");
+        let mut state = self
+            .changed
+            .wait_while(state, |state| {
+                state.arrived < self.actor_threads && !state.aborted
+            })
+            .expect("gate lock");
+        if state.aborted {
+            return None;
+        }
+        let fixed = timeline();
+        state.timeline = Some(fixed);
+        self.changed.notify_all();
+        Some(fixed)
+    }
+
+    /// Called by the coordinator when it cannot start the run (e.g. a thread did not spawn):
+    /// every actor thread at the gate, or arriving later, returns without running.
+    pub fn abort(&self) {
+        self.state.lock().expect("gate lock").aborted = true;
+        self.changed.notify_all();
     }
 }
 
@@ -87,6 +109,17 @@ mod tests {
             for thread in threads {
                 assert_eq!(thread.join().unwrap(), Some(fixed));
             }
+        });
+    }
+
+    #[test]
+    fn an_aborted_gate_releases_threads_that_wait_and_that_come_later() {
+        let gate = StartGate::new(2);
+        std::thread::scope(|scope| {
+            let early = scope.spawn(|| gate.arrive(true));
+            gate.abort();
+            assert_eq!(early.join().unwrap(), None);
+            assert_eq!(gate.arrive(true), None);
         });
     }
 
