@@ -6,10 +6,13 @@
 //! it helps judge compression). Producers pick a pool entry at random per message.
 //!
 //! Every message is a fresh copy of its pool entry whose first 8 bytes are overwritten with
-//! its intended send time, in nanoseconds since the process clock's base, little-endian.
-//! Consumers read it back to compute end-to-end latency from the intended send time, so the
-//! figure includes any delay the producer suffered (coordinated omission corrected). A fresh
-//! buffer per message keeps zero-copy consumers from ever seeing a buffer reused under them.
+//! a [`Stamp`]: a little-endian u64 holding the intended send time in nanoseconds since the
+//! process clock's base in its low 63 bits and, in its top bit, whether the message belongs
+//! to the measurement (it was first handed to the driver after warm-up ended). Consumers
+//! read it back to compute end-to-end latency from the intended send time, so the figure
+//! includes any delay the producer suffered (coordinated omission corrected), and to count
+//! exactly the messages the producers counted. A fresh buffer per message keeps zero-copy
+//! consumers from ever seeing a buffer reused under them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +20,37 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rand::RngCore;
 
-/// Bytes of the intended-send-time stamp at the start of every payload.
+/// Bytes of the stamp at the start of every payload.
 pub const STAMP_BYTES: usize = 8;
+/// The stamp bit that marks a measured message; intended send times stay below it.
+const STAMP_MEASURED_BIT: u64 = 1 << 63;
+
+/// What every payload carries in its first `STAMP_BYTES` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// Nanoseconds since the process clock's base; below 2^63 (292 years).
+    pub intended_send_ns: u64,
+    /// Sent after warm-up: counts in the results.
+    pub measured: bool,
+}
+
+impl Stamp {
+    pub fn encode(&self) -> [u8; STAMP_BYTES] {
+        assert!(self.intended_send_ns < STAMP_MEASURED_BIT);
+        let flag = if self.measured { STAMP_MEASURED_BIT } else { 0 };
+        (self.intended_send_ns | flag).to_le_bytes()
+    }
+
+    /// The stamp at the start of a value, or `None` when the value is too short.
+    pub fn decode(value: &[u8]) -> Option<Stamp> {
+        let bytes: [u8; STAMP_BYTES] = value.get(..STAMP_BYTES)?.try_into().ok()?;
+        let word = u64::from_le_bytes(bytes);
+        Some(Stamp {
+            intended_send_ns: word & !STAMP_MEASURED_BIT,
+            measured: word & STAMP_MEASURED_BIT != 0,
+        })
+    }
+}
 
 /// Why a payload pool could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -110,11 +142,11 @@ impl PayloadPool {
         &self.payloads[index]
     }
 
-    /// A fresh copy of pool entry `index` stamped with `intended_send_ns`.
-    pub fn message(&self, index: usize, intended_send_ns: u64) -> Bytes {
+    /// A fresh copy of pool entry `index` carrying `stamp`.
+    pub fn message(&self, index: usize, stamp: Stamp) -> Bytes {
         let mut value = Vec::with_capacity(self.message_bytes);
         value.extend_from_slice(&self.payloads[index]);
-        value[..STAMP_BYTES].copy_from_slice(&intended_send_ns.to_le_bytes());
+        value[..STAMP_BYTES].copy_from_slice(&stamp.encode());
         Bytes::from(value)
     }
 }
@@ -122,12 +154,6 @@ impl PayloadPool {
 /// Random bytes at the start of each randomized payload: Java's `(int) (size * ratio)`.
 pub fn random_bytes_count(message_bytes: usize, random_bytes_ratio: f64) -> usize {
     ((message_bytes as f64 * random_bytes_ratio) as usize).min(message_bytes)
-}
-
-/// The intended send time stamped into a payload, or `None` when it is too short.
-pub fn intended_send_ns(value: &[u8]) -> Option<u64> {
-    let stamp: [u8; STAMP_BYTES] = value.get(..STAMP_BYTES)?.try_into().ok()?;
-    Some(u64::from_le_bytes(stamp))
 }
 
 #[cfg(test)]
@@ -172,12 +198,31 @@ mod tests {
         let mut random = rand::rngs::StdRng::seed_from_u64(3);
         let pool = PayloadPool::randomized(32, 1.0, 1, &mut random);
         let original = pool.get(0).clone();
-        let message = pool.message(0, 0x0102_0304_0506_0708);
+        let stamp = Stamp {
+            intended_send_ns: 0x0102_0304_0506_0708,
+            measured: false,
+        };
+        let message = pool.message(0, stamp);
         assert_eq!(&message[..8], &[8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(&message[8..], &original[8..]);
-        assert_eq!(intended_send_ns(&message), Some(0x0102_0304_0506_0708));
+        assert_eq!(Stamp::decode(&message), Some(stamp));
         assert_eq!(pool.get(0), &original);
-        assert_eq!(intended_send_ns(&[1, 2, 3]), None);
+        assert_eq!(Stamp::decode(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn the_measured_flag_rides_in_the_top_bit() {
+        let stamp = Stamp {
+            intended_send_ns: 42,
+            measured: true,
+        };
+        assert_eq!(stamp.encode(), [42, 0, 0, 0, 0, 0, 0, 0x80]);
+        assert_eq!(Stamp::decode(&stamp.encode()), Some(stamp));
+        let latest = Stamp {
+            intended_send_ns: (1 << 63) - 1,
+            measured: false,
+        };
+        assert_eq!(Stamp::decode(&latest.encode()), Some(latest));
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The end-of-run report: a table for people and a JSON document for machines, both with
 //! the effective configuration next to the numbers.
 //!
-//! Units: latencies in microseconds; MB means 2^20 bytes, as OMB reports it. Publish
-//! throughput is measured messages over the measured duration; consume throughput is
-//! measured messages received over the consume window (warm-up end to the later of the run's
-//! end and the last measured delivery), so consumers that fall behind are charged for it.
+//! Units: latencies in microseconds; MB means 2^20 bytes, as OMB reports it. Throughput is
+//! measured messages over a window from warm-up's end to the later of the run's end and the
+//! last measured ack (publish) or delivery (consume): a pipeline that is still busy after the
+//! end, or consumers that fall behind, are charged for the time they took.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,6 +30,8 @@ pub struct PublishFigures {
     pub megabytes_per_second: f64,
     #[serde(rename = "latency_us")]
     pub latency_microseconds: LatencySummary,
+    #[serde(rename = "window_secs")]
+    pub window_seconds: f64,
 }
 
 /// Consume figures of the measurement (all subscriptions together).
@@ -103,6 +105,7 @@ impl Report {
         result: &RunResult,
     ) -> Report {
         let measured = result.measured_duration();
+        let publish_window = result.publish_window();
         let consume_window = result.consume_window();
         let driver_settings: BTreeMap<String, String> = driver_settings
             .into_iter()
@@ -127,8 +130,10 @@ impl Report {
             publish: PublishFigures {
                 messages: result.publish.messages,
                 bytes: result.publish.bytes,
-                messages_per_second: per_second(result.publish.messages, measured),
-                megabytes_per_second: per_second(result.publish.bytes, measured) / BYTES_PER_MB,
+                messages_per_second: per_second(result.publish.messages, publish_window),
+                megabytes_per_second: per_second(result.publish.bytes, publish_window)
+                    / BYTES_PER_MB,
+                window_seconds: publish_window.as_secs_f64(),
                 latency_microseconds: LatencySummary::from_nanoseconds(
                     &result.publish.publish_latency_ns,
                 ),
@@ -161,9 +166,10 @@ impl Report {
         }
     }
 
-    /// Whether the run passed: no errors and every message consumed as expected.
+    /// Whether the run passed: something was measured, no errors, and every message
+    /// consumed as expected.
     pub fn passed(&self) -> bool {
-        self.errors == 0 && self.complete
+        self.publish.messages > 0 && self.errors == 0 && self.complete
     }
 
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
@@ -255,24 +261,26 @@ impl Report {
         let _ = writeln!(out, "throughput (MB = 2^20 bytes)");
         let _ = writeln!(
             out,
-            "  {:<30}{:>12} {:>10} {:>14}",
-            "", "msg/s", "MB/s", "messages"
+            "  {:<30}{:>12} {:>10} {:>14} {:>10}",
+            "", "msg/s", "MB/s", "messages", "window s"
         );
         let _ = writeln!(
             out,
-            "  {:<30}{:>12.0} {:>10.2} {:>14}",
+            "  {:<30}{:>12.0} {:>10.2} {:>14} {:>10.3}",
             "publish",
             self.publish.messages_per_second,
             self.publish.megabytes_per_second,
-            self.publish.messages
+            self.publish.messages,
+            self.publish.window_seconds
         );
         let _ = writeln!(
             out,
-            "  {:<30}{:>12.0} {:>10.2} {:>14}   (expected {})",
+            "  {:<30}{:>12.0} {:>10.2} {:>14} {:>10.3}   (expected {} messages)",
             "consume",
             self.consume.messages_per_second,
             self.consume.megabytes_per_second,
             self.consume.messages,
+            self.consume.window_seconds,
             self.expected_consume_messages
         );
 
@@ -318,8 +326,15 @@ impl Report {
         } else {
             let _ = writeln!(
                 out,
-                "result: FAILED (errors: {}, consumed {} of {} expected)",
-                self.errors, self.consume.messages, self.expected_consume_messages
+                "result: FAILED (errors: {}, consumed {} of {} expected{})",
+                self.errors,
+                self.consume.messages,
+                self.expected_consume_messages,
+                if self.publish.messages == 0 {
+                    ", no message was measured"
+                } else {
+                    ""
+                }
             );
             let _ = writeln!(out, "  {:?}", self.error_counts);
             if self.offset_gaps > 0 {
@@ -360,6 +375,7 @@ mod tests {
             messages_per_second: 1.0,
             megabytes_per_second: 2.0,
             latency_microseconds: summary,
+            window_seconds: 1.0,
         };
         let value = serde_json::to_value(&figures).unwrap();
         for key in [

@@ -6,15 +6,16 @@
 //!    threads, which make their handles; all meet at the start gate;
 //! 3. fix the timeline (load start, warm-up end, end) and let them go; print a progress line
 //!    each second, resetting the live latencies when warm-up ends;
-//! 4. producers send nothing intended at or after the end, then wait for their acks;
+//! 4. producers stop sending at the end, then wait for their acks;
 //! 5. the coordinator waits (bounded) until each subscription received every acknowledged
 //!    message of its topic, then stops the consumers;
 //! 6. merge every actor's histograms and counters; count what went wrong.
 //!
-//! Warm-up is excluded by intended send time, not by when a sample arrives: a message counts
-//! in the measurement exactly when it was intended at or after warm-up's end, for its
-//! producer and for every consumer alike, so `consume.messages` equals `publish.messages ×
-//! subscriptionsPerTopic` when nothing is lost.
+//! Warm-up is excluded per message, not by when a sample arrives: a message counts in the
+//! measurement exactly when its producer first handed it to the driver after warm-up ended,
+//! and it carries that verdict in its stamp, so producer and consumers count the same
+//! messages and `consume.messages` equals `publish.messages × subscriptionsPerTopic` when
+//! nothing is lost.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -132,6 +133,13 @@ pub struct RunResult {
 impl RunResult {
     pub fn measured_duration(&self) -> Duration {
         Duration::from_nanos(self.timeline.end_ns - self.timeline.measure_start_ns)
+    }
+
+    /// From warm-up's end to the later of the end and the last measured ack: acks that
+    /// trail the end (a deep pipeline at max rate) are charged for the time they took.
+    pub fn publish_window(&self) -> Duration {
+        let end_ns = self.timeline.end_ns.max(self.publish.last_ack_ns);
+        Duration::from_nanos(end_ns - self.timeline.measure_start_ns)
     }
 
     /// From warm-up's end to the later of the end and the last measured delivery: consumers

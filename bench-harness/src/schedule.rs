@@ -27,9 +27,10 @@ pub fn now_ns() -> u64 {
 pub struct Timeline {
     /// Producers start here (warm-up begins).
     pub load_start_ns: u64,
-    /// Warm-up ends and measurement begins: only messages intended at or after this count.
+    /// Warm-up ends and measurement begins: only messages first handed to the driver at or
+    /// after this count.
     pub measure_start_ns: u64,
-    /// Producers send nothing intended at or after this.
+    /// Producers send nothing at or after this.
     pub end_ns: u64,
 }
 
@@ -43,9 +44,9 @@ impl Timeline {
         }
     }
 
-    /// Whether a message intended at `intended_send_ns` belongs to the measurement.
-    pub fn is_measured(&self, intended_send_ns: u64) -> bool {
-        intended_send_ns >= self.measure_start_ns
+    /// Whether a message first handed to the driver at `now_ns` belongs to the measurement.
+    pub fn is_measured_at(&self, now_ns: u64) -> bool {
+        now_ns >= self.measure_start_ns
     }
 }
 
@@ -145,8 +146,8 @@ mod tests {
         let timeline = Timeline::new(5, Duration::from_secs(2), Duration::from_secs(10));
         assert_eq!(timeline.measure_start_ns, 2_000_000_005);
         assert_eq!(timeline.end_ns, 12_000_000_005);
-        assert!(!timeline.is_measured(2_000_000_004));
-        assert!(timeline.is_measured(2_000_000_005));
+        assert!(!timeline.is_measured_at(2_000_000_004));
+        assert!(timeline.is_measured_at(2_000_000_005));
     }
 
     #[test]

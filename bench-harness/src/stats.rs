@@ -60,6 +60,8 @@ pub struct ProducerStats {
     pub bytes: u64,
     /// Sends that failed (any phase).
     pub send_failures: u64,
+    /// When the last measured ack arrived (0 when none did).
+    pub last_ack_ns: u64,
 }
 
 impl Default for ProducerStats {
@@ -70,6 +72,7 @@ impl Default for ProducerStats {
             messages: 0,
             bytes: 0,
             send_failures: 0,
+            last_ack_ns: 0,
         }
     }
 }
@@ -85,6 +88,7 @@ impl ProducerStats {
         self.messages += other.messages;
         self.bytes += other.bytes;
         self.send_failures += other.send_failures;
+        self.last_ack_ns = self.last_ack_ns.max(other.last_ack_ns);
     }
 }
 

@@ -1,10 +1,10 @@
 //! Consumer actors: readers that measure end-to-end latency and check what they receive.
 //!
 //! Each actor reads a range of one topic's partitions for one subscription. Every delivery
-//! carries its intended send time in its first 8 bytes; end-to-end latency is receive time
-//! minus that, so producer delays are included. Only messages intended after warm-up count
-//! towards the measurement; every message counts towards "did each subscription receive
-//! everything that was acknowledged".
+//! carries a `payload::Stamp` in its first 8 bytes; end-to-end latency is receive time minus
+//! its intended send time, so producer delays are included. Only messages the producer marked
+//! as measured count towards the measurement; every message counts towards "did each
+//! subscription receive everything that was acknowledged".
 //!
 //! Checks, per subscription (one partition): offsets must grow by exactly one. A repeated or
 //! older offset is a duplicate (not counted as received); a jump is a gap (those messages
@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use super::StartGate;
 use crate::driver::{Delivery, Driver, DriverConsumer, DriverError};
-use crate::payload::intended_send_ns;
+use crate::payload::Stamp;
 use crate::plan::ConsumerActorPlan;
 use crate::progress::{LocalProgress, Progress};
-use crate::schedule::{now_ns, Timeline};
+use crate::schedule::now_ns;
 use crate::stats::{record_latency, ConsumerStats};
 
 /// How long an idle consumer thread waits in the driver before checking `stop`.
@@ -100,9 +100,9 @@ pub fn run_consumer_thread<D: Driver>(
             }
         }
     }
-    let Some(timeline) = context.gate.arrive(result.setup_error.is_none()) else {
+    if context.gate.arrive(result.setup_error.is_none()).is_none() {
         return result;
-    };
+    }
     let mut stats: Vec<ConsumerStats> = plans.iter().map(|_| ConsumerStats::default()).collect();
     let mut local = LocalProgress::new(context.subscription_groups);
     let mut since_flush_check = 0u32;
@@ -120,14 +120,7 @@ pub fn run_consumer_thread<D: Driver>(
                 }
             }
         };
-        handle_delivery(
-            delivery,
-            &timeline,
-            &mut slots,
-            &mut stats,
-            &mut local,
-            &mut result,
-        );
+        handle_delivery(delivery, &mut slots, &mut stats, &mut local, &mut result);
         since_flush_check += 1;
         if since_flush_check >= DELIVERIES_PER_FLUSH_CHECK {
             since_flush_check = 0;
@@ -144,7 +137,6 @@ pub fn run_consumer_thread<D: Driver>(
 
 fn handle_delivery(
     delivery: Delivery,
-    timeline: &Timeline,
     slots: &mut [Slot],
     stats: &mut [ConsumerStats],
     local: &mut LocalProgress,
@@ -165,20 +157,28 @@ fn handle_delivery(
     slot.last_offset = Some(delivery.offset);
     local.consumed += 1;
     local.received_by_group[slot.subscription_group as usize] += 1;
-    let intended = match intended_send_ns(&delivery.value) {
-        Some(intended) if intended <= now => intended,
+    let stamp = match Stamp::decode(&delivery.value) {
+        Some(stamp) if stamp.intended_send_ns <= now => stamp,
         _ => {
             result.malformed += 1;
             return;
         }
     };
-    record_latency(&mut local.end_to_end_latency_ns, now, intended);
-    if timeline.is_measured(intended) {
+    record_latency(
+        &mut local.end_to_end_latency_ns,
+        now,
+        stamp.intended_send_ns,
+    );
+    if stamp.measured {
         let stats = &mut stats[slot.actor as usize];
         stats.messages += 1;
         stats.bytes += delivery.value.len() as u64;
         stats.last_receive_ns = now;
-        record_latency(&mut stats.end_to_end_latency_ns, now, intended);
+        record_latency(
+            &mut stats.end_to_end_latency_ns,
+            now,
+            stamp.intended_send_ns,
+        );
     }
 }
 
@@ -187,7 +187,11 @@ mod tests {
     use super::*;
 
     fn delivery(subscription: u32, offset: i64, intended: u64) -> Delivery {
-        let mut value = intended.to_le_bytes().to_vec();
+        let stamp = Stamp {
+            intended_send_ns: intended & !(1 << 63),
+            measured: intended >= 100,
+        };
+        let mut value = stamp.encode().to_vec();
         value.extend_from_slice(&[0; 24]);
         Delivery {
             subscription,
@@ -198,7 +202,6 @@ mod tests {
 
     #[test]
     fn deliveries_are_checked_counted_and_measured_after_warm_up() {
-        let timeline = Timeline::new(0, Duration::from_nanos(100), Duration::from_secs(3600));
         let mut slots = vec![
             Slot {
                 actor: 0,
@@ -214,23 +217,15 @@ mod tests {
         let mut stats = vec![ConsumerStats::default(), ConsumerStats::default()];
         let mut local = LocalProgress::new(2);
         let mut result = ConsumerThreadResult::default();
-        let mut handle = |delivery| {
-            handle_delivery(
-                delivery,
-                &timeline,
-                &mut slots,
-                &mut stats,
-                &mut local,
-                &mut result,
-            )
-        };
+        let mut handle =
+            |delivery| handle_delivery(delivery, &mut slots, &mut stats, &mut local, &mut result);
         handle(delivery(0, 5, 50)); // warm-up: received, not measured
         handle(delivery(0, 6, 150)); // measured
         handle(delivery(0, 6, 150)); // duplicate
         handle(delivery(0, 9, 160)); // two missing before it
         handle(delivery(1, 0, 170));
         handle(delivery(7, 0, 170)); // unknown subscription
-        handle(delivery(1, 1, u64::MAX)); // stamped in the future
+        handle(delivery(1, 1, u64::MAX >> 1)); // stamped in the future
         assert_eq!(result.duplicates, 1);
         assert_eq!(result.offset_gaps, 2);
         assert_eq!(result.unknown_subscription, 1);

@@ -10,6 +10,12 @@
 //! - publish latency = ack observed − intended send time;
 //! - publish delay   = `try_send` returned − intended send time (how far behind schedule).
 //!
+//! A message is measured when it is first handed to the driver after warm-up ended (as OMB
+//! resets its statistics then); the flag travels in the payload's stamp so consumers count
+//! exactly the same messages. Classifying by intended send time instead would count nothing
+//! when the rate cannot be reached: the schedule then lags further behind the clock each
+//! second, and no message intended after warm-up would ever be sent.
+//!
 //! When the driver reports backpressure (`Full`) the message is kept, with its intended time,
 //! and retried after collecting acks. Acks may arrive out of order across partitions, so the
 //! [`TicketBook`] maps each ticket back to its actor and times.
@@ -26,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use super::StartGate;
 use crate::driver::{Ack, Driver, DriverProducer, OutgoingMessage, TrySendError};
 use crate::keys::{KeyDistributor, KeyPool};
-use crate::payload::PayloadPool;
+use crate::payload::{PayloadPool, Stamp};
 use crate::plan::ProducerActorPlan;
 use crate::progress::{LocalProgress, Progress};
 use crate::schedule::{now_ns, RateSchedule, Timeline};
@@ -90,6 +96,8 @@ pub struct ProducerThreadResult {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InFlight {
     pub actor: u32,
+    /// First handed to the driver after warm-up.
+    pub measured: bool,
     pub intended_send_ns: u64,
     pub sent_ns: u64,
     pub bytes: u32,
@@ -142,8 +150,9 @@ struct ProducerActor {
     /// Index of the next message to send.
     next_message_index: u64,
     next_intended_send_ns: u64,
-    /// A message handed back by backpressure; its stamp is `next_intended_send_ns`.
-    held: Option<OutgoingMessage>,
+    /// A message handed back by backpressure, and whether it is measured; its intended send
+    /// time is `next_intended_send_ns`.
+    held: Option<(OutgoingMessage, bool)>,
     keys: KeyDistributor,
     random: StdRng,
     stats: ProducerStats,
@@ -155,19 +164,31 @@ impl ProducerActor {
         self.next_intended_send_ns <= now_ns
     }
 
-    fn take_message(&mut self, payloads: &PayloadPool, now_ns: u64) -> OutgoingMessage {
-        if let Some(message) = self.held.take() {
-            return message;
+    /// The message to send next (the held one, if any) and whether it is measured: a new
+    /// message is measured when it is made after warm-up.
+    fn take_message(
+        &mut self,
+        payloads: &PayloadPool,
+        timeline: &Timeline,
+        now_ns: u64,
+    ) -> (OutgoingMessage, bool) {
+        if let Some(held) = self.held.take() {
+            return held;
         }
         let payload_index = if payloads.len() > 1 {
             self.random.gen_range(0..payloads.len())
         } else {
             0
         };
-        OutgoingMessage {
+        let stamp = Stamp {
+            intended_send_ns: self.next_intended_send_ns,
+            measured: timeline.is_measured_at(now_ns),
+        };
+        let message = OutgoingMessage {
             key: self.keys.next_key(now_ns),
-            value: payloads.message(payload_index, self.next_intended_send_ns),
-        }
+            value: payloads.message(payload_index, stamp),
+        };
+        (message, stamp.measured)
     }
 
     /// Moves on to the next message; `send_returned_ns` is when the last send returned.
@@ -302,7 +323,8 @@ impl<D: Driver> ProducerThread<'_, D> {
                 && actor.is_due(now)
                 && actor.next_intended_send_ns < end_ns
             {
-                let message = actor.take_message(self.context.payloads, now);
+                let (message, measured) =
+                    actor.take_message(self.context.payloads, &self.timeline, now);
                 let bytes = message.value.len() as u32;
                 match self.producer.try_send(topic, message) {
                     Ok(ticket) => {
@@ -311,6 +333,7 @@ impl<D: Driver> ProducerThread<'_, D> {
                             ticket,
                             InFlight {
                                 actor: index as u32,
+                                measured,
                                 intended_send_ns: actor.next_intended_send_ns,
                                 sent_ns,
                                 bytes,
@@ -322,7 +345,7 @@ impl<D: Driver> ProducerThread<'_, D> {
                         sent_any = true;
                     }
                     Err(TrySendError::Full(message)) => {
-                        actor.held = Some(message);
+                        actor.held = Some((message, measured));
                         blocked = true;
                         break;
                     }
@@ -361,10 +384,11 @@ impl<D: Driver> ProducerThread<'_, D> {
                     now,
                     entry.intended_send_ns,
                 );
-                if self.timeline.is_measured(entry.intended_send_ns) {
+                if entry.measured {
                     let stats = &mut actor.stats;
                     stats.messages += 1;
                     stats.bytes += entry.bytes as u64;
+                    stats.last_ack_ns = now;
                     record_latency(&mut stats.publish_latency_ns, now, entry.intended_send_ns);
                     record_latency(
                         &mut stats.publish_delay_ns,
@@ -427,6 +451,7 @@ mod tests {
     fn entry(actor: u32) -> InFlight {
         InFlight {
             actor,
+            measured: true,
             intended_send_ns: actor as u64 * 10,
             sent_ns: actor as u64 * 10 + 1,
             bytes: 100,
