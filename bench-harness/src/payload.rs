@@ -55,7 +55,7 @@ impl Stamp {
 /// Why a payload pool could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
-    #[error("cannot read payload file {path}: {source}")]
+    #[error("cannot read payload file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -93,7 +93,7 @@ impl Default for Workload {
 /// Why a workload file was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("cannot read workload file {path}: {source}")]
+    #[error("cannot read workload file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -108,6 +108,22 @@ pub enum WorkloadError {
     },
     #[error("workload {path}: cannot be run as written: {reason}")]
     Unsupported { path: PathBuf, reason: String },
+    #[error("workload {path}: payload file {payload}")]
+    Payload {
+        path: PathBuf,
+        payload: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "workload {path}: payload file {payload} holds {actual_bytes} bytes but messageSize \
+         is {expected_bytes}: OMB requires them to be equal"
+    )]
+    PayloadSize {
+        path: PathBuf,
+        payload: PathBuf,
+        actual_bytes: u64,
+        expected_bytes: u64,
+    },
 }
 
 /// A field that breaks a rule, before the file's path is attached.
@@ -231,7 +247,24 @@ impl Workload {
         } else {
             let file = workload.payload_file.as_deref().expect("validated");
             let directory = path.parent().unwrap_or_else(|| Path::new("."));
-            Some(directory.join(file))
+            let payload = directory.join(file);
+            // Checked here, before any engine starts, as OMB's FilePayloadReader checks it.
+            let actual_bytes = std::fs::metadata(&payload)
+                .map_err(|source| WorkloadError::Payload {
+                    path: path.to_path_buf(),
+                    payload: payload.clone(),
+                    source,
+                })?
+                .len();
+            if actual_bytes != workload.message_size_bytes as u64 {
+                return Err(WorkloadError::PayloadSize {
+                    path: path.to_path_buf(),
+                    payload,
+                    actual_bytes,
+                    expected_bytes: workload.message_size_bytes as u64,
+                });
+            }
+            Some(payload)
         };
         Ok(LoadedWorkload {
             workload,
@@ -384,6 +417,35 @@ testDurationMinutes: 1
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_missing_or_wrong_sized_payload_file_is_refused_when_loading() {
+        let directory = tempfile::tempdir().unwrap();
+        let workload_path = directory.path().join("workload.yaml");
+        std::fs::write(&workload_path, MINIMAL).unwrap();
+        assert!(matches!(
+            Workload::load(&workload_path),
+            Err(WorkloadError::Payload { .. })
+        ));
+        std::fs::create_dir(directory.path().join("payload")).unwrap();
+        let payload = directory.path().join("payload/payload-100b.data");
+        std::fs::write(&payload, [1u8; 100]).unwrap();
+        assert!(matches!(
+            Workload::load(&workload_path),
+            Err(WorkloadError::PayloadSize {
+                actual_bytes: 100,
+                expected_bytes: 64,
+                ..
+            })
+        ));
+        std::fs::write(&payload, [1u8; 64]).unwrap();
+        let loaded = Workload::load(&workload_path).unwrap();
+        assert_eq!(
+            loaded.payload_path.unwrap(),
+            payload,
+            "relative to the workload"
+        );
     }
 
     #[test]
