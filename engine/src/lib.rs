@@ -12,6 +12,7 @@ pub mod error;
 pub mod io;
 pub mod log;
 pub mod partitioner;
+pub mod producer;
 pub mod record;
 pub mod ring;
 pub mod shard;
