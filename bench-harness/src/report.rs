@@ -88,6 +88,21 @@ pub struct Report {
     pub drain_timed_out: bool,
 }
 
+/// Every workload field with OMB's name, `name=value` separated by spaces (name excluded).
+fn omb_fields(workload: &Workload) -> String {
+    let value = serde_json::to_value(workload).expect("a workload serializes");
+    let fields = value.as_object().expect("a workload is an object");
+    fields
+        .iter()
+        .filter(|(name, _)| name.as_str() != "name")
+        .map(|(name, value)| match value {
+            serde_json::Value::String(text) => format!("{name}={text}"),
+            other => format!("{name}={other}"),
+        })
+        .collect::<Vec<String>>()
+        .join(" ")
+}
+
 fn per_second(count: u64, window: Duration) -> f64 {
     let seconds = window.as_secs_f64();
     if seconds == 0.0 {
@@ -254,6 +269,7 @@ impl Report {
         for (name, value) in rows {
             let _ = writeln!(out, "  {name:<30}{value}");
         }
+        let _ = writeln!(out, "  {:<30}{}", "workload as read", omb_fields(workload));
         for (name, value) in &self.driver_settings {
             let _ = writeln!(out, "  {name:<30}{value}");
         }
@@ -351,6 +367,23 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configuration_lists_every_workload_field_by_its_omb_name() {
+        let text = omb_fields(&Workload {
+            producer_rate_messages_per_second: 50_000,
+            payload_file: Some("payload/payload-1Kb.data".into()),
+            ..Workload::default()
+        });
+        assert!(text.contains("producerRate=50000"), "{text}");
+        assert!(
+            text.contains("payloadFile=payload/payload-1Kb.data"),
+            "{text}"
+        );
+        assert!(text.contains("consumerBacklogSizeGB=0"), "{text}");
+        assert!(text.contains("keyDistributor=NO_KEY"), "{text}");
+        assert!(text.contains("warmupDurationMinutes=1"), "{text}");
+    }
 
     #[test]
     fn per_second_divides_by_the_window() {
