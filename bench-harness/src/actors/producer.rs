@@ -4,8 +4,8 @@
 //! time (`schedule::RateSchedule`); the actor sends every message that is due, however late,
 //! so a stall shows up as latency instead of silently lowering the load (no coordinated
 //! omission). With rate 0 ("as fast as possible") a message's intended send time is the
-//! moment the actor's previous send returned: time spent blocked on backpressure counts as
-//! latency, time spent building the message does not.
+//! moment the actor's previous send returned: time spent building the message and blocked
+//! on backpressure counts as latency (and as delay).
 //!
 //! - publish latency = ack observed − intended send time;
 //! - publish delay   = `try_send` returned − intended send time (how far behind schedule).
@@ -42,13 +42,6 @@ use crate::workload::KeyDistributorType;
 /// Most messages one actor sends in a row before the thread collects acks and lets the
 /// other actors send: keeps ack timestamps fresh and actors fair when far behind.
 const SEND_BURST_MESSAGES_MAX: usize = 64;
-// Waiting for the next intended send time always parks the thread, however short the wait.
-// Measured on the 2-core development machine at 50k msg/s (1 producer, 1 consumer, 2 pinned
-// shards): parking costs ~35 us of wake-up lateness (median publish delay 38 us, median
-// publish latency ~150 us); yielding in a loop for waits under 200 us took CPU the shards
-// needed and made things worse (median delay ~450 us, median latency ~800 us). Waking early
-// by a margin, or a 1 ns timer slack, did not help either.
-
 /// How long a thread blocked on backpressure waits for an ack before looking around again.
 const BACKPRESSURE_WAIT: Duration = Duration::from_millis(1);
 /// How long the end of a run waits for the acks of messages already sent.
@@ -405,7 +398,13 @@ impl<D: Driver> ProducerThread<'_, D> {
     }
 
     /// Waits until `target_ns`, collecting acks meanwhile. Parks in the driver (an ack wakes
-    /// it) or, with nothing in flight, sleeps; never spins (see the note at the top).
+    /// it) or, with nothing in flight, sleeps; never spins or yields, however short the wait.
+    ///
+    /// Why: measured on the 2-core development machine at 50k msg/s (1 producer, 1 consumer,
+    /// 2 pinned shards), parking costs ~35 us of wake-up lateness (median publish delay 38 us,
+    /// median publish latency ~150 us), while yielding in a loop for waits under 200 us took
+    /// CPU the shards needed and made things worse (median delay ~450 us, median latency
+    /// ~800 us). Waking early by a margin, or a 1 ns timer slack, did not help either.
     fn wait_until(&mut self, target_ns: u64) {
         loop {
             let now = now_ns();
