@@ -528,3 +528,80 @@ mod tests {
         assert_eq!(rate(5, 0), 0.0);
     }
 }
+
+#[cfg(test)]
+mod end_to_end_tests {
+    use super::*;
+    use crate::driver::embedded::{EmbeddedDriver, EmbeddedSettings};
+    use crate::workload::{KeyDistributorType, Workload};
+
+    /// Runs a small keyed workload with two subscriptions on an embedded engine.
+    #[test]
+    fn a_short_run_delivers_every_measured_message_to_every_subscription() {
+        let data = tempfile::tempdir().unwrap();
+        let workload = Workload {
+            name: "end to end test".into(),
+            topics: 2,
+            partitions_per_topic: 3,
+            key_distributor: KeyDistributorType::KeyRoundRobin,
+            message_size_bytes: 64,
+            use_randomized_payloads: true,
+            random_bytes_ratio: 0.5,
+            randomized_payload_pool_size: 4,
+            subscriptions_per_topic: 2,
+            consumer_per_subscription: 2,
+            producers_per_topic: 2,
+            producer_rate_messages_per_second: 4_000,
+            test_duration_minutes: 1,
+            ..Workload::default()
+        };
+        workload.validate().unwrap();
+        let settings = RunSettings {
+            loaded: LoadedWorkload {
+                workload,
+                path: data.path().join("inline.yaml"),
+                payload_path: None,
+            },
+            test_duration: Duration::from_millis(700),
+            warmup_duration: Duration::from_millis(200),
+            rate_messages_per_second: 4_000,
+            producer_threads: 2,
+            consumer_threads: 2,
+            drain_timeout: Duration::from_secs(30),
+            seed: 7,
+        };
+        let driver = EmbeddedDriver::open(&EmbeddedSettings {
+            data_dir: data.path().join("data"),
+            durability: rill::Durability::Buffer,
+            shards: Some(2),
+            pin_shards: false,
+        })
+        .unwrap();
+        let result = run(&driver, &settings).unwrap();
+        driver.shutdown();
+
+        assert_eq!(result.errors, ErrorCounts::default());
+        assert!(result.is_complete());
+        // 4,000 msg/s for 0.7 s = 2,800, give or take sends late around warm-up's end and
+        // the end (a debug build on a busy machine is slow).
+        assert!(
+            (2_500..=3_100).contains(&result.publish.messages),
+            "{}",
+            result.publish.messages
+        );
+        assert_eq!(
+            result.expected_consume_messages,
+            result.publish.messages * 2
+        );
+        assert_eq!(result.consume.messages, result.expected_consume_messages);
+        assert!(result.published_all_phases > result.publish.messages);
+        assert_eq!(
+            result.consume.end_to_end_latency_ns.len(),
+            result.consume.messages
+        );
+        assert_eq!(
+            result.publish.publish_latency_ns.len(),
+            result.publish.messages
+        );
+    }
+}
