@@ -8,7 +8,8 @@ use rill::{Durability, Engine, EngineConfig, StartPosition};
 
 fn main() {
     let mut arguments = std::env::args().skip(1);
-    let durability = Durability::parse(&arguments.next().unwrap_or_else(|| "buffer".into())).unwrap();
+    let durability =
+        Durability::parse(&arguments.next().unwrap_or_else(|| "buffer".into())).unwrap();
     let count: usize = arguments.next().map_or(20_000, |c| c.parse().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let mut config = EngineConfig::new(dir.path());
@@ -20,7 +21,9 @@ fn main() {
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut consumer = engine_ref.consumer();
-            consumer.subscribe_all(&consumer_topic, StartPosition::Latest).unwrap();
+            consumer
+                .subscribe_all(&consumer_topic, StartPosition::Latest)
+                .unwrap();
             let mut received = 0;
             while received < count {
                 if consumer.poll(Duration::from_secs(5)).is_none() {
@@ -40,7 +43,9 @@ fn main() {
             latencies.push(start.elapsed().as_nanos() as u64);
         }
         latencies.sort_unstable();
-        let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] / 1000;
+        let at = |q: f64| {
+            latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)] / 1000
+        };
         println!(
             "{durability}: {count} sends, µs p50 {} p90 {} p99 {} p99.9 {} max {}; consumer got {}",
             at(0.5),

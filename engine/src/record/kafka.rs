@@ -112,7 +112,14 @@ impl BatchBuilder {
         self.record_count += 1;
     }
 
-    /// Fills in the headers for `base_offset`; returns the finished header.
+    /// Where the batch starts in its buffer.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Fills in the headers for `base_offset`; returns the finished header. `out` must end
+    /// exactly where this batch ends (several batches may share one buffer: see
+    /// [`finish_batches`]).
     pub fn finish(self, out: &mut [u8], base_offset: i64) -> BatchHeader {
         assert!(
             self.record_count > 0,
@@ -162,6 +169,25 @@ impl BatchBuilder {
         }
         builder.finish(out, base_offset);
     }
+}
+
+/// Finishes batches that were built back to back in `buffer`, the first at `first_offset`;
+/// returns the offset after the last record. Each batch's lengths and CRCs cover exactly its
+/// own bytes.
+pub fn finish_batches(buffer: &mut [u8], batches: Vec<BatchBuilder>, first_offset: i64) -> i64 {
+    let mut base_offset = first_offset;
+    let ends: Vec<usize> = batches
+        .iter()
+        .skip(1)
+        .map(BatchBuilder::start)
+        .chain(std::iter::once(buffer.len()))
+        .collect();
+    for (builder, end) in batches.into_iter().zip(ends) {
+        let count = builder.record_count() as i64;
+        builder.finish(&mut buffer[..end], base_offset);
+        base_offset += count;
+    }
+    base_offset
 }
 
 /// A Kafka v2 batch read in place.
@@ -416,6 +442,26 @@ mod tests {
         write_varint(&mut out, -1);
         write_varint(&mut out, 300);
         assert_eq!(out, [0x02, 0x01, 0xd8, 0x04]);
+    }
+
+    /// A partition that received more than one batch's worth in one shard turn got two
+    /// batches in one buffer; the first was finished over the whole buffer, so its length and
+    /// CRCs covered the second batch too and consumers panicked on "fields out of range".
+    #[test]
+    fn batches_sharing_a_buffer_each_cover_only_their_own_bytes() {
+        let mut buffer = Vec::new();
+        let mut first = BatchBuilder::begin(&mut buffer);
+        first.push(&mut buffer, 1, None, b"a");
+        first.push(&mut buffer, 2, None, b"b");
+        let mut second = BatchBuilder::begin(&mut buffer);
+        second.push(&mut buffer, 3, Some(b"k"), b"c");
+        let next = finish_batches(&mut buffer, vec![first, second], 40);
+        assert_eq!(next, 43);
+        let one = crate::record::StoredBatch::parse(&buffer).unwrap();
+        assert_eq!((one.base_offset(), one.next_offset()), (40, 42));
+        let two = crate::record::StoredBatch::parse(&buffer[one.stored_len()..]).unwrap();
+        assert_eq!((two.base_offset(), two.next_offset()), (42, 43));
+        assert_eq!(one.stored_len() + two.stored_len(), buffer.len());
     }
 
     #[test]

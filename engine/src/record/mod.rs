@@ -17,7 +17,7 @@ mod header;
 pub mod kafka;
 
 pub use header::{BatchHeader, StoredBatch, StoredBatchError, HEADER_BYTES, PREFIX_BYTES};
-pub use kafka::{BatchBuilder, KafkaBatch, KafkaRecord, RecordIter};
+pub use kafka::{finish_batches, BatchBuilder, KafkaBatch, KafkaRecord, RecordIter};
 
 /// First four bytes of every stored batch: "RLB1" read as a little-endian u32.
 pub const STORED_BATCH_MAGIC: u32 = u32::from_le_bytes(*b"RLB1");

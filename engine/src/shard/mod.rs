@@ -29,7 +29,7 @@ use crate::config::{Durability, EngineConfig, BATCH_BYTES_MAX, BATCH_RECORDS_MAX
 use crate::error::SendError;
 use crate::io::{Completion, FileKey, Storage};
 use crate::log::{Cursor, LogConfig, PartitionLog, Placement};
-use crate::record::BatchBuilder;
+use crate::record::{finish_batches, BatchBuilder, StoredBatch};
 use crate::ring::spsc;
 use crate::types::{Offset, PartitionId, ShardId, StartPosition};
 use messages::{Control, Delivery, OpenedPartition, ProduceAck, ProduceRequest};
@@ -898,17 +898,13 @@ fn flush_partition(
         }
     };
     let mut buffer = staged.buffer;
-    let mut base_offset = first_offset;
-    for builder in staged.batches {
-        let count = builder.record_count() as i64;
-        builder.finish(&mut buffer, base_offset);
-        base_offset += count;
-    }
+    let next_offset = finish_batches(&mut buffer, staged.batches, first_offset);
     assert_eq!(
-        base_offset,
+        next_offset,
         first_offset + staged.records,
         "every staged record got an offset"
     );
+    verify_written(&buffer, first_offset, next_offset);
     let acks = staged
         .acks
         .into_iter()
@@ -935,6 +931,30 @@ fn flush_partition(
         state: WriteState::InFlight,
         error: None,
     });
+}
+
+/// Checks the batches of a write before it goes to disk: headers always, payload CRCs too in
+/// debug builds (recovery and readers check them again on the way back).
+fn verify_written(buffer: &[u8], first_offset: i64, next_offset: i64) {
+    let mut position = 0;
+    let mut offset = first_offset;
+    while position < buffer.len() {
+        let rest = &buffer[position..];
+        let batch = if cfg!(debug_assertions) {
+            StoredBatch::parse(rest)
+        } else {
+            StoredBatch::parse_header(rest)
+        };
+        let batch = batch.expect("a batch the shard just built is valid");
+        assert_eq!(batch.base_offset(), offset, "offsets grow without gaps");
+        offset = batch.next_offset();
+        position += batch.stored_len();
+    }
+    assert_eq!(
+        (position, offset),
+        (buffer.len(), next_offset),
+        "the write holds exactly its batches"
+    );
 }
 
 fn push_ack(
