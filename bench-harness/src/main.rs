@@ -79,6 +79,9 @@ struct RunArgs {
     /// Do not pin shard threads to cores.
     #[arg(long)]
     no_pin_shards: bool,
+    /// Microseconds an idle shard polls its rings before sleeping. Default: the engine's.
+    #[arg(long, value_name = "MICROSECONDS")]
+    idle_spin_us: Option<u64>,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -175,6 +178,7 @@ fn run_command(arguments: RunArgs) -> anyhow::Result<bool> {
         durability: arguments.durability,
         shards: arguments.shards,
         pin_shards: !arguments.no_pin_shards,
+        idle_spin: arguments.idle_spin_us.map(std::time::Duration::from_micros),
     })?;
     eprintln!(
         "rill-bench: workload {:?} ({}), {} s warm-up + {} s measured, driver {}",

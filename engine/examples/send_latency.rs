@@ -14,6 +14,12 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EngineConfig::new(dir.path());
     config.durability = durability;
+    if let Ok(spin) = std::env::var("SPIN_US") {
+        config.idle_spin = Duration::from_micros(spin.parse().unwrap());
+    }
+    if let Ok(shards) = std::env::var("SHARDS") {
+        config.shards = shards.parse().unwrap();
+    }
     let engine = Engine::open(config).unwrap();
     let topic = engine.create_topic("latency", 16).unwrap();
     let consumer_topic = topic.clone();

@@ -74,6 +74,7 @@ pub fn run_consumer_thread<D: Driver>(
     context: &ConsumerContext<'_, D>,
     plans: Vec<ConsumerActorPlan>,
 ) -> ConsumerThreadResult {
+    super::tighten_timer_slack();
     let mut consumer = context.driver.consumer();
     let mut result = ConsumerThreadResult::default();
     let mut slots = Vec::new();

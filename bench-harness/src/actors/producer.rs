@@ -211,6 +211,7 @@ pub fn run_producer_thread<D: Driver>(
     plans: Vec<ProducerActorPlan>,
     thread_index: usize,
 ) -> ProducerThreadResult {
+    super::tighten_timer_slack();
     let producer = context.driver.producer();
     let Some(timeline) = context.gate.arrive(true) else {
         return ProducerThreadResult::default();

@@ -23,6 +23,8 @@ pub struct EmbeddedSettings {
     /// `None`: the engine's default (one shard per core).
     pub shards: Option<usize>,
     pub pin_shards: bool,
+    /// How long an idle shard polls before sleeping; the engine's default when `None`.
+    pub idle_spin: Option<std::time::Duration>,
 }
 
 /// Rill in this process.
@@ -38,6 +40,9 @@ impl EmbeddedDriver {
             config.shards = shards;
         }
         config.pin_shards = settings.pin_shards;
+        if let Some(idle_spin) = settings.idle_spin {
+            config.idle_spin = idle_spin;
+        }
         config.durability = settings.durability;
         let engine = Engine::open(config).map_err(|error| DriverError::Open(error.to_string()))?;
         Ok(EmbeddedDriver { engine })
