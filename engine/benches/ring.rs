@@ -4,7 +4,8 @@
 //! through a ring of `CAPACITY` slots; one criterion iteration is one item moved, so the reported
 //! throughput is items per second end to end, including the consumer's check of every item.
 //! Both rings are driven the same way: busy-waiting with `spin_loop` when full or empty, since a
-//! shard's event loop polls rather than sleeps.
+//! shard's event loop polls rather than sleeps, and with the producer pinned to the first core and
+//! the consumer to the second (when there are two), as shards are.
 //!
 //! - `*/push_pop`: one item per publish and per release (`try_push`/`pop`, rtrb `push`/`pop`).
 //! - `*/batch_64`: up to `BATCH` items per publish and per release (`stage` + `publish` and
@@ -16,6 +17,7 @@
 //! samples) because the development machines have two cores, which both threads occupy.
 
 use std::hint::{black_box, spin_loop};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,28 @@ const CAPACITY: usize = 1024;
 
 /// Items per publish and per release in the batched benchmarks.
 const BATCH: usize = 64;
+
+/// Which core the producer (the benchmark thread) and the consumer run on.
+#[derive(Clone, Copy)]
+enum Side {
+    Producer,
+    Consumer,
+}
+
+/// Pins the calling thread to its side's core. Does nothing on a machine with fewer than two
+/// cores available, where the threads must share.
+fn pin(side: Side) {
+    static CORES: OnceLock<Vec<core_affinity::CoreId>> = OnceLock::new();
+    // Read once, before the first pin narrows what this process may see.
+    let cores = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
+    if cores.len() >= 2 {
+        let core = match side {
+            Side::Producer => cores[0],
+            Side::Consumer => cores[1],
+        };
+        core_affinity::set_for_current(core);
+    }
+}
 
 /// What the benchmarks move: built from its sequence number, which the consumer reads back.
 trait Item: Copy + Send + 'static {
@@ -88,6 +112,7 @@ fn rill_push_pop<T: Item>(count: u64) -> Duration {
     let start = Instant::now();
     thread::scope(|scope| {
         scope.spawn(move || {
+            pin(Side::Consumer);
             let mut sum = 0_u64;
             let mut received = 0_u64;
             while received < count {
@@ -118,6 +143,7 @@ fn rill_batch<T: Item>(count: u64) -> Duration {
     let start = Instant::now();
     thread::scope(|scope| {
         scope.spawn(move || {
+            pin(Side::Consumer);
             let mut sum = 0_u64;
             let mut received = 0_u64;
             while received < count {
@@ -154,6 +180,7 @@ fn rtrb_push_pop<T: Item>(count: u64) -> Duration {
     let start = Instant::now();
     thread::scope(|scope| {
         scope.spawn(move || {
+            pin(Side::Consumer);
             let mut sum = 0_u64;
             let mut received = 0_u64;
             while received < count {
@@ -184,6 +211,7 @@ fn rtrb_batch<T: Item>(count: u64) -> Duration {
     let start = Instant::now();
     thread::scope(|scope| {
         scope.spawn(move || {
+            pin(Side::Consumer);
             let mut sum = 0_u64;
             let mut received = 0_u64;
             while received < count {
@@ -233,6 +261,7 @@ fn bench_item<T: Item>(group: &mut BenchmarkGroup<'_, criterion::measurement::Wa
 }
 
 fn spsc_throughput(criterion: &mut Criterion) {
+    pin(Side::Producer);
     let mut group = criterion.benchmark_group("spsc_u64");
     bench_item::<u64>(&mut group);
     group.finish();

@@ -37,11 +37,19 @@
 //!   producer loads `head` with `Acquire` before reusing a slot. So the read of the old item
 //!   happens-before the write of the new one.
 //! - Each side keeps a cached copy of the other side's counter and reloads it only when the cache
-//!   says the ring is full (producer) or empty (consumer). In steady state each side touches the
-//!   other's cache line once per lap instead of once per item.
+//!   says the ring is full (producer) or empty (consumer). A side touches the other's counter line
+//!   when it runs out of room or items it already knows about, not once per item; a producer
+//!   that is well ahead of its consumer reads `head` about once per lap.
 //! - [`Producer::stage`] writes a slot without storing `tail`; [`Producer::publish`] makes every
 //!   staged item visible with one store. [`Consumer::pop_batch`] frees every slot it read with one
 //!   store. Batching is how a shard amortises the cross-core cache traffic.
+//!
+//! # Layout
+//!
+//! `head` and `tail` each sit on a cache line of their own (`CachePadded`), and the read-only
+//! fields (slot pointer, mask) on a third, so a store to one counter invalidates nothing else.
+//! The item array is padded by one line on each side and starts on a line boundary when the item
+//! size allows, so no item shares a line with unrelated heap data.
 //!
 //! # Drop
 //!
@@ -71,6 +79,11 @@ use self::sync::{Arc, AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 /// A ring this large already holds 16 Mi items; anything bigger is a configuration mistake, not a
 /// queue. The bound also keeps `capacity` far below `usize::MAX / 2` on 32-bit targets.
 pub const CAPACITY_MAX: usize = 1 << 24;
+
+/// The unit of cache coherence the ring keeps its fields and items apart by, in bytes: whatever
+/// `CachePadded` pads to on this target (128 on x86_64, where the adjacent-line prefetcher pulls
+/// lines in pairs).
+const LINE_BYTES: usize = std::mem::align_of::<CachePadded<u8>>();
 
 /// Creates a ring holding up to `capacity` items and returns its two ends.
 ///
@@ -123,15 +136,31 @@ fn channel_starting_at<T>(capacity: usize, index_start: usize) -> (Producer<T>, 
         "spsc::channel: capacity must be at most CAPACITY_MAX ({CAPACITY_MAX}) slots, got {capacity}"
     );
     let capacity = capacity.next_power_of_two();
-    let slots: Box<[Slot<T>]> = (0..capacity)
+
+    // Pad the slots with a cache line's worth of unused slots on each side, and start the ring at
+    // the first slot that begins a cache line if there is one: then no line holding an item is
+    // shared with the allocator's neighbours, and a batch boundary at a multiple of
+    // `LINE_BYTES / size_of::<T>()` is also a line boundary.
+    let slot_bytes = std::mem::size_of::<Slot<T>>();
+    let padding_slots = if slot_bytes == 0 {
+        0
+    } else {
+        LINE_BYTES.div_ceil(slot_bytes)
+    };
+    let slots: Box<[Slot<T>]> = (0..capacity + 2 * padding_slots)
         .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
         .collect();
-    assert_eq!(slots.len(), capacity);
+    let address = slots.as_ptr().addr();
+    let slot_first = (0..padding_slots)
+        .find(|&slot| (address + slot * slot_bytes).is_multiple_of(LINE_BYTES))
+        .unwrap_or(padding_slots);
+    assert!(slot_first + capacity <= slots.len());
 
     let shared = Arc::new(Shared {
         head: CachePadded::new(AtomicUsize::new(index_start)),
         tail: CachePadded::new(AtomicUsize::new(index_start)),
         slots,
+        slot_first,
         mask: capacity - 1,
         producer_dropped: AtomicBool::new(false),
         consumer_dropped: AtomicBool::new(false),
@@ -165,10 +194,15 @@ struct Shared<T> {
     /// the consumer (`Acquire`). Range: `head <= tail <= head + capacity` (wrapping).
     tail: CachePadded<AtomicUsize>,
 
-    /// The items. `slots.len() == mask + 1 == capacity`, a power of two in `1..=CAPACITY_MAX`.
-    /// Never resized. Read-only after creation apart from the slot contents, so both ends read it
-    /// without contention (it sits on its own cache line after the padded counters).
+    /// The items, in `slots[slot_first..slot_first + capacity]`; the slots around them are never
+    /// touched and only keep other data off the items' cache lines. Never resized. `slots`,
+    /// `slot_first` and `mask` are read-only after creation, so both ends read them without
+    /// contention (they sit on their own cache line after the padded counters).
     slots: Box<[Slot<T>]>,
+
+    /// The index in `slots` of the ring's first slot. Range: `0..=LINE_BYTES / size_of::<T>()`,
+    /// with `slot_first + capacity <= slots.len()`.
+    slot_first: usize,
 
     /// `capacity - 1`: maps an index to its slot. Range: `0..CAPACITY_MAX`, all low bits set.
     mask: usize,
@@ -198,7 +232,7 @@ impl<T> Shared<T> {
     /// The slot that item number `index` occupies.
     #[inline]
     fn slot(&self, index: usize) -> &Slot<T> {
-        &self.slots[index & self.mask]
+        &self.slots[self.slot_first + (index & self.mask)]
     }
 
     /// The number of slots, a power of two in `1..=CAPACITY_MAX`.
@@ -416,21 +450,32 @@ impl<T> Consumer<T> {
         if count == 0 {
             return 0;
         }
-        let batch = ReleaseOnDrop { consumer: self };
-        for _ in 0..count {
-            let consumer = &mut *batch.consumer;
-            let value = consumer.shared.slot(consumer.head).with(|pointer| {
-                // SAFETY: `head < head_at_entry + count <= tail_cached`, and `tail_cached` came
-                // from an `Acquire` load of `tail`, so the item is initialised and its write
-                // happens-before this read. `shared.head` has not moved past it yet, so the
-                // producer keeps off the slot, and `head` advances right below, so the item is
-                // moved out once (also if `f` panics: the guard then stores the advanced `head`).
+        // Everything the loop needs lives in locals, so the compiler need not reload it from the
+        // shared allocation after each callback.
+        let shared: &Shared<T> = &self.shared;
+        let slots: &[Slot<T>] = &shared.slots[shared.slot_first..];
+        let mask = shared.mask;
+        let head_start = self.head;
+        let head_end = head_start.wrapping_add(count);
+        let mut release = ReleaseOnDrop {
+            head_shared: &shared.head,
+            head_consumer: &mut self.head,
+            head: head_start,
+        };
+        while release.head != head_end {
+            let value = slots[release.head & mask].with(|pointer| {
+                // SAFETY: `head_start <= head < head_end <= tail_cached` (wrapping), and
+                // `tail_cached` came from an `Acquire` load of `tail`, so the item is initialised
+                // and its write happens-before this read. `shared.head` has not moved past it yet,
+                // so the producer keeps off the slot, and `head` advances right below, so the
+                // item is moved out once (also if `f` panics: the guard then stores the advanced
+                // `head`).
                 unsafe { (*pointer).assume_init_read() }
             });
-            consumer.head = consumer.head.wrapping_add(1);
+            release.head = release.head.wrapping_add(1);
             f(value);
         }
-        drop(batch);
+        drop(release);
         count
     }
 
@@ -504,19 +549,24 @@ impl<T> fmt::Debug for Consumer<T> {
     }
 }
 
-/// Stores the consumer's local `head` to `shared.head` when dropped: the single `Release` store
-/// at the end of [`Consumer::pop_batch`], which also runs if the callback panics.
-struct ReleaseOnDrop<'consumer, T> {
-    consumer: &'consumer mut Consumer<T>,
+/// The end of a [`Consumer::pop_batch`]: when dropped, stores how far the batch got to the
+/// consumer's `head` and, with the batch's single `Release` store, to `shared.head`. Being a drop
+/// guard, it also runs if the callback panics, so items already moved out are never read again.
+struct ReleaseOnDrop<'batch> {
+    /// `shared.head`, stored once, here.
+    head_shared: &'batch AtomicUsize,
+    /// The consumer's own copy of `head`, brought up to date here.
+    head_consumer: &'batch mut usize,
+    /// The index of the next item the batch would read. Range:
+    /// `head_start..=head_end` (wrapping).
+    head: usize,
 }
 
-impl<T> Drop for ReleaseOnDrop<'_, T> {
+impl Drop for ReleaseOnDrop<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.consumer
-            .shared
-            .head
-            .store(self.consumer.head, Ordering::Release);
+        *self.head_consumer = self.head;
+        self.head_shared.store(self.head, Ordering::Release);
     }
 }
 
@@ -883,6 +933,37 @@ mod tests {
         assert_eq!(consumer.peek().map(String::as_str), Some("first"));
         assert_eq!(consumer.pop().as_deref(), Some("first"));
         assert_eq!(consumer.peek().map(String::as_str), Some("second"));
+    }
+
+    #[test]
+    fn items_never_share_a_cache_line_with_other_data() {
+        fn check<T>(capacity: usize) {
+            let (producer, _consumer) = channel::<T>(capacity);
+            let shared = &*producer.shared;
+            let slot_bytes = std::mem::size_of::<Slot<T>>();
+            let before_bytes = shared.slot_first * slot_bytes;
+            let after_bytes = (shared.slots.len() - shared.slot_first - capacity) * slot_bytes;
+            let first_address = (shared.slot(0) as *const Slot<T>).addr();
+            assert!(
+                first_address.is_multiple_of(LINE_BYTES) || before_bytes >= LINE_BYTES,
+                "the first item's line may hold someone else's data"
+            );
+            assert!(
+                after_bytes >= LINE_BYTES,
+                "the last item's line may hold someone else's data"
+            );
+        }
+        check::<u64>(64);
+        check::<[u64; 8]>(16);
+        check::<[u8; 24]>(8);
+        check::<u8>(1);
+        let (producer, _consumer) = channel::<u64>(64);
+        let first_address = (producer.shared.slot(0) as *const Slot<u64>).addr();
+        assert_eq!(
+            first_address % LINE_BYTES,
+            0,
+            "8-byte items start on a line boundary"
+        );
     }
 
     #[test]
