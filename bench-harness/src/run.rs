@@ -575,6 +575,7 @@ mod end_to_end_tests {
             durability: rill::Durability::Buffer,
             shards: Some(2),
             pin_shards: false,
+            idle_spin: None,
         })
         .unwrap();
         let result = run(&driver, &settings).unwrap();
