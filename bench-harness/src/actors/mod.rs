@@ -94,6 +94,13 @@ impl StartGate {
     }
 }
 
+/// Asks the kernel to wake this thread's timed waits on time instead of up to 50 µs late
+/// (the default timer slack): an open-loop producer's publish delay is mostly that lateness.
+pub fn tighten_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and touches no memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,11 +141,4 @@ mod tests {
             assert_eq!(bad.join().unwrap(), None);
         });
     }
-}
-
-/// Asks the kernel to wake this thread's timed waits on time instead of up to 50 µs late
-/// (the default timer slack): an open-loop producer's publish delay is mostly that lateness.
-pub fn tighten_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and touches no memory of ours.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
 }
