@@ -94,6 +94,10 @@ pub struct EngineConfig {
     pub catch_up_delivery_bytes_max: usize,
     /// Entries of each shard's io_uring submission queue.
     pub io_uring_entries: u32,
+    /// Most idempotent producers whose state one partition keeps. A new producer past this
+    /// is refused with `SendError::ProducerTableFull`; state of known producers is never
+    /// dropped to make room (so no acknowledged producer silently loses its deduplication).
+    pub producers_per_partition_max: usize,
     /// How long an idle shard polls its rings before sleeping on its io_uring. Zero by
     /// default: a spinning shard takes the core from producer and consumer threads unless
     /// each shard has a core to itself (e.g. `isolcpus`), where a few tens of µs save the
@@ -120,6 +124,7 @@ impl EngineConfig {
             catch_up_delivery_bytes_max: 1 << 20,
             io_uring_entries: 256,
             idle_spin: Duration::ZERO,
+            producers_per_partition_max: 10_000,
         }
     }
 

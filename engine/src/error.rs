@@ -46,6 +46,18 @@ pub enum SendError {
     Storage { partition: i32, cause: String },
     #[error("the engine is stopped")]
     Stopped,
+    #[error("producer {producer} is fenced: a newer epoch {current} exists")]
+    Fenced { producer: i64, current: i16 },
+    #[error("partition {partition}: sequence {sequence} is out of order, expected {expected}")]
+    OutOfOrderSequence {
+        partition: i32,
+        sequence: i32,
+        expected: i32,
+    },
+    #[error("producer {producer} is unknown here (its state expired or was evicted); start again at sequence 0")]
+    UnknownProducerId { producer: i64 },
+    #[error("partition {partition}: the producer table is full ({max} producers)")]
+    ProducerTableFull { partition: i32, max: usize },
 }
 
 /// Why a non-blocking send did not queue the record.

@@ -12,10 +12,11 @@ use crate::config::{EngineConfig, TOPIC_NAME_BYTES_MAX, TOPIC_PARTITIONS_MAX};
 use crate::error::{OpenError, TopicError};
 use crate::shard::messages::Control;
 use crate::shard::{self, ShardHandle};
-use crate::types::{PartitionId, ShardId};
+use crate::types::{Epoch, PartitionId, ProducerId, ShardId};
 
 const TOPIC_META_FILE: &str = "topic.meta";
 const LOCK_FILE: &str = ".lock";
+const PRODUCER_IDS_FILE: &str = "producer-ids";
 
 /// Where a partition lives: its shard and its slot in that shard's partition table.
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     /// Control plane only: topic creation and lookup, never touched per record.
     topics: Mutex<HashMap<String, Topic>>,
     next_consumer: std::sync::atomic::AtomicU64,
+    /// The next idempotent producer id; its successor is synced to disk before an id is used.
+    next_producer_id: Mutex<i64>,
 }
 
 impl Shared {
@@ -130,6 +133,25 @@ impl Engine {
                 })
             }
         }
+        let ids_path = config.data_dir.join(PRODUCER_IDS_FILE);
+        let next_producer_id = match std::fs::read_to_string(&ids_path) {
+            Ok(text) => text
+                .trim()
+                .strip_prefix("next=")
+                .and_then(|n| n.parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| OpenError::Topic {
+                    topic: String::new(),
+                    reason: format!("{} does not say next=N", ids_path.display()),
+                })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => {
+                return Err(OpenError::Io {
+                    path: ids_path,
+                    source,
+                })
+            }
+        };
         // The core list is read once, before any shard is pinned.
         let cores = if config.pin_shards {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -157,6 +179,7 @@ impl Engine {
             shards,
             topics: Mutex::new(HashMap::new()),
             next_consumer: std::sync::atomic::AtomicU64::new(0),
+            next_producer_id: Mutex::new(next_producer_id),
         });
         let engine = Engine {
             shared,
@@ -303,6 +326,39 @@ impl Engine {
     /// A new producer handle (one ring pair per shard).
     pub fn producer(&self) -> Producer {
         Producer::new(Arc::clone(&self.shared))
+    }
+
+    /// A new idempotent producer handle with a producer id never handed out before (the
+    /// high-water mark of ids is synced to `<data_dir>/producer-ids` first) and epoch 0.
+    pub fn idempotent_producer(&self) -> Result<Producer, TopicError> {
+        let id = self.allocate_producer_id()?;
+        Ok(self.resume_producer(ProducerId(id), Epoch(0)))
+    }
+
+    /// A producer handle that sends as `producer` at `epoch`: to resend after a restart with
+    /// the same identity (set the next sequences with `Producer::set_next_sequence`), or, with
+    /// a higher epoch, to fence every handle still using an older one.
+    pub fn resume_producer(&self, producer: ProducerId, epoch: Epoch) -> Producer {
+        let mut handle = self.producer();
+        handle.set_identity(producer, epoch);
+        handle
+    }
+
+    fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        let mut next = self
+            .shared
+            .next_producer_id
+            .lock()
+            .expect("producer id allocator");
+        let id = *next;
+        let path = self.shared.config.data_dir.join(PRODUCER_IDS_FILE);
+        crate::io::blocking::write_file_synced(&path, format!("next={}\n", id + 1).as_bytes())
+            .map_err(|error| TopicError::Storage {
+                topic: String::new(),
+                reason: format!("{}: {error}", path.display()),
+            })?;
+        *next = id + 1;
+        Ok(id)
     }
 
     /// A new consumer handle (one delivery ring per shard).

@@ -5,7 +5,7 @@
 //! returns [`TrySendError::Full`] at once and [`Producer::send`] waits for acks; memory never
 //! grows without bound, and a slow disk slows producers down instead of queueing forever.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,10 +14,11 @@ use bytes::Bytes;
 use super::engine::{Shared, Topic};
 use crate::error::{SendError, TrySendError};
 use crate::partitioner::partition_for_key;
+use crate::producer::next_sequence;
 use crate::ring::spsc;
-use crate::shard::messages::{Control, ProduceAck, ProduceRequest};
+use crate::shard::messages::{Control, ProduceAck, ProduceRequest, ProducerStamp};
 use crate::shard::wake::Parker;
-use crate::types::{Offset, PartitionId};
+use crate::types::{Epoch, Offset, PartitionId, ProducerId, Sequence};
 
 /// A record to send. Key and value are `Bytes`: handing over an existing buffer copies nothing
 /// until the owning shard encodes it into its write buffer.
@@ -84,6 +85,11 @@ pub struct Producer {
     /// Outcomes collected while waiting for a particular one.
     outcomes: VecDeque<SendOutcome>,
     in_flight_max: usize,
+    /// Idempotent producers: identity, next sequence per (topic, partition), and the
+    /// (topic, partition) and sequence of every record awaiting its outcome.
+    identity: Option<(ProducerId, Epoch)>,
+    sequences: HashMap<(Arc<str>, i32), i32>,
+    stamped: HashMap<u64, ((Arc<str>, i32), i32)>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -92,6 +98,12 @@ impl std::fmt::Debug for Producer {
             .field("in_flight", &self.in_flight())
             .finish()
     }
+}
+
+/// Whether sequence `a` comes before `b` (within half the sequence space, as they wrap).
+fn sequence_before(a: i32, b: i32) -> bool {
+    let distance = (b as i64 - a as i64).rem_euclid(i32::MAX as i64 + 1);
+    distance != 0 && distance < (1 << 30)
 }
 
 fn now_ms() -> i64 {
@@ -128,7 +140,29 @@ impl Producer {
             round_robin: 0,
             outcomes: VecDeque::new(),
             in_flight_max,
+            identity: None,
+            sequences: HashMap::new(),
+            stamped: HashMap::new(),
         }
+    }
+
+    /// Makes this handle an idempotent producer with this identity: every record carries the
+    /// producer id, epoch and a sequence per partition; a retried record is acknowledged
+    /// with its original offset instead of being stored twice, and an older epoch is fenced.
+    pub(crate) fn set_identity(&mut self, producer: ProducerId, epoch: Epoch) {
+        self.identity = Some((producer, epoch));
+        self.sequences.clear();
+    }
+
+    /// The idempotent identity of this handle, if it has one.
+    pub fn identity(&self) -> Option<(ProducerId, Epoch)> {
+        self.identity
+    }
+
+    /// Sets the next sequence for a partition (resuming an identity after a restart).
+    pub fn set_next_sequence(&mut self, topic: &Topic, partition: PartitionId, sequence: Sequence) {
+        self.sequences
+            .insert((Arc::clone(&topic.inner.name), partition.0), sequence.0);
     }
 
     /// Records awaiting their outcome.
@@ -190,7 +224,18 @@ impl Producer {
             timestamp_ms: record.timestamp_ms.unwrap_or_else(now_ms),
             key: record.key,
             value: record.value,
+            stamp: self.identity.map(|(producer, epoch)| ProducerStamp {
+                producer,
+                epoch,
+                sequence: Sequence(
+                    self.sequences
+                        .get(&(Arc::clone(&topic.inner.name), partition.0))
+                        .copied()
+                        .unwrap_or(0),
+                ),
+            }),
         };
+        let stamp = request.stamp;
         let lane = &mut self.lanes[route.shard.0 as usize];
         if let Err(request) = lane.requests.try_push(request) {
             let record = Record {
@@ -202,6 +247,12 @@ impl Producer {
             return Err(TrySendError::Full(record));
         }
         lane.in_flight += 1;
+        if let Some(stamp) = stamp {
+            let key = (Arc::clone(&topic.inner.name), partition.0);
+            self.sequences
+                .insert(key.clone(), next_sequence(stamp.sequence.0));
+            self.stamped.insert(ticket, (key, stamp.sequence.0));
+        }
         self.next_ticket += 1;
         self.shared.shards[route.shard.0 as usize].waker.wake();
         Ok(Ticket(ticket))
@@ -276,7 +327,19 @@ impl Producer {
         let mut collected = 0;
         for lane in &mut self.lanes {
             let outcomes = &mut self.outcomes;
+            let stamped = &mut self.stamped;
+            let sequences = &mut self.sequences;
             let taken = lane.acks.pop_batch(usize::MAX, |ack| {
+                if let Some((key, sequence)) = stamped.remove(&ack.ticket) {
+                    if ack.result.is_err() {
+                        // The record was not stored: its sequence is the next one to send,
+                        // unless an even earlier one failed.
+                        let next = sequences.entry(key).or_insert(sequence);
+                        if sequence_before(sequence, *next) {
+                            *next = sequence;
+                        }
+                    }
+                }
                 outcomes.push_back(SendOutcome {
                     ticket: Ticket(ack.ticket),
                     partition: ack.partition,

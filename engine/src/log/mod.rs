@@ -385,6 +385,23 @@ impl PartitionLog {
         ))
     }
 
+    /// Calls `visit` with the header of every committed batch, oldest first (recovery of the
+    /// producer table). Headers were verified when the log was opened or written.
+    pub fn for_each_batch(&self, mut visit: impl FnMut(StoredBatch<'_>)) {
+        for segment in &self.segments {
+            let mut position = 0u64;
+            while position < segment.committed_bytes {
+                let bytes = segment
+                    .map
+                    .bytes(position as usize, segment.committed_bytes as usize);
+                let batch =
+                    StoredBatch::parse_header(bytes).expect("committed bytes hold valid batches");
+                position += batch.stored_len() as u64;
+                visit(batch);
+            }
+        }
+    }
+
     /// Writes the index of every segment (at shutdown), so the next open need not rebuild
     /// the sealed ones.
     pub fn write_indexes(&self, storage: &mut dyn Storage) -> io::Result<()> {

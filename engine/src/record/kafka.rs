@@ -66,6 +66,15 @@ impl BatchBuilder {
         self.record_count
     }
 
+    /// Producer id, epoch and base sequence (-1s without an idempotent producer).
+    pub fn producer(&self) -> (i64, i16, i32) {
+        (self.producer_id, self.producer_epoch, self.base_sequence)
+    }
+
+    pub fn max_timestamp_ms(&self) -> i64 {
+        self.max_timestamp_ms
+    }
+
     /// Bytes the batch occupies in `out` so far.
     pub fn len(&self, out: &[u8]) -> usize {
         out.len() - self.start

@@ -10,7 +10,7 @@ use crossbeam_channel::Sender;
 
 use super::wake::Parker;
 use crate::ring::spsc;
-use crate::types::{Offset, PartitionId, StartPosition};
+use crate::types::{Epoch, Offset, PartitionId, ProducerId, Sequence, StartPosition};
 
 /// One record for a partition owned by the receiving shard.
 #[derive(Debug)]
@@ -22,6 +22,16 @@ pub(crate) struct ProduceRequest {
     pub timestamp_ms: i64,
     pub key: Option<Bytes>,
     pub value: Bytes,
+    /// Idempotent producer identity and this record's sequence for its partition.
+    pub stamp: Option<ProducerStamp>,
+}
+
+/// Who sent a record, for idempotence: Kafka's producer id, epoch and sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerStamp {
+    pub producer: ProducerId,
+    pub epoch: Epoch,
+    pub sequence: Sequence,
 }
 
 /// The outcome of one [`ProduceRequest`].

@@ -15,6 +15,7 @@
 //! 6. with nothing to do: spin for `idle_spin`, then sleep in `io_uring_enter` until an I/O
 //!    completes or a client writes the shard's eventfd.
 
+pub(crate) mod idempotence;
 pub(crate) mod messages;
 pub(crate) mod wake;
 
@@ -32,6 +33,7 @@ use crate::log::{Cursor, LogConfig, PartitionLog, Placement};
 use crate::record::{finish_batches, BatchBuilder, StoredBatch};
 use crate::ring::spsc;
 use crate::types::{Offset, PartitionId, ShardId, StartPosition};
+use idempotence::{PartitionIdempotence, ProducerBatch, RecordDecision};
 use messages::{Control, Delivery, OpenedPartition, ProduceAck, ProduceRequest};
 use wake::{Parker, Waker};
 
@@ -89,6 +91,8 @@ struct PendingWrite {
     max_timestamp_ms: i64,
     /// (producer lane, ticket, offset) per record.
     acks: Vec<(u32, u64, i64)>,
+    /// Idempotent producers' batches in this write.
+    producer_batches: Vec<ProducerBatch>,
     state: WriteState,
     error: Option<String>,
 }
@@ -130,6 +134,7 @@ struct Partition {
     unsynced_files: Vec<FileKey>,
     interval_sync_outstanding: u32,
     subscriptions: Vec<Subscription>,
+    idempotence: PartitionIdempotence,
 }
 
 /// A running shard, as the engine holds it.
@@ -309,6 +314,7 @@ impl Shard {
                     };
                     let result = match PartitionLog::open(&mut *self.storage, &directory, config) {
                         Ok((log, report)) => {
+                            let idempotence = idempotence::rebuild(&log);
                             if let Some(reason) = &report.cut_reason {
                                 eprintln!(
                                     "rill: {topic}/{}: recovery cut {} bytes ({reason})",
@@ -327,6 +333,7 @@ impl Shard {
                                 unsynced_files: Vec::new(),
                                 interval_sync_outstanding: 0,
                                 subscriptions: Vec::new(),
+                                idempotence,
                             });
                             Ok(OpenedPartition {
                                 slot: self.partitions.len() as u32 - 1,
@@ -419,6 +426,7 @@ impl Shard {
         let mut progress = false;
         let mut refused = Vec::new();
         let turn_bytes_max = self.config.turn_partition_bytes_max;
+        let producers_max = self.config.producers_per_partition_max;
         for lane_index in 0..self.producers.len() {
             let lane = &mut self.producers[lane_index];
             if lane.closed {
@@ -449,6 +457,18 @@ impl Shard {
                     > turn_bytes_max
                 {
                     flush_partition(partition, slot, storage, &mut refused);
+                }
+                if let Some(stamp) = request.stamp {
+                    let decision = partition.idempotence.admit(stamp, producers_max);
+                    if let Some(result) = refusal(decision, stamp, partition.id, producers_max) {
+                        let ack = ProduceAck {
+                            ticket: request.ticket,
+                            partition: partition.id,
+                            result,
+                        };
+                        refused.push((lane_index as u32, ack));
+                        return;
+                    }
                 }
                 stage(
                     &mut partition.staged,
@@ -621,6 +641,7 @@ impl Shard {
             {
                 partition.unsynced_files.push(write.placement.file);
             }
+            partition.idempotence.commit(&write.producer_batches);
             for (lane, ticket, offset) in &write.acks {
                 push_ack(
                     &mut self.producers,
@@ -716,6 +737,22 @@ impl Shard {
                 );
             }
         }
+        // Records staged behind the failure were checked against sequences that are now
+        // refused: refuse them too, so a producer resends everything from its first failure.
+        let staged = std::mem::replace(&mut partition.staged, Staged::new());
+        for (lane, ticket) in staged.acks {
+            let cause = format!("{cause} (an earlier record of this partition failed)");
+            let error = SendError::Storage {
+                partition: partition.id.0,
+                cause,
+            };
+            push_ack(&mut self.producers, lane, ticket, partition.id, Err(error));
+        }
+        let remaining = partition
+            .writes
+            .iter()
+            .flat_map(|write| write.producer_batches.iter());
+        partition.idempotence.reset_pending(remaining);
         partition.failing = false;
     }
 
@@ -834,6 +871,35 @@ impl Shard {
     }
 }
 
+/// The refusal for an idempotence decision other than `Append`.
+fn refusal(
+    decision: RecordDecision,
+    stamp: messages::ProducerStamp,
+    partition: PartitionId,
+    producers_max: usize,
+) -> Option<Result<Offset, SendError>> {
+    Some(match decision {
+        RecordDecision::Append => return None,
+        RecordDecision::Duplicate { offset } => Ok(Offset(offset)),
+        RecordDecision::Fenced { current } => Err(SendError::Fenced {
+            producer: stamp.producer.0,
+            current: current.0,
+        }),
+        RecordDecision::OutOfOrder { expected } => Err(SendError::OutOfOrderSequence {
+            partition: partition.0,
+            sequence: stamp.sequence.0,
+            expected,
+        }),
+        RecordDecision::UnknownProducerId => Err(SendError::UnknownProducerId {
+            producer: stamp.producer.0,
+        }),
+        RecordDecision::TableFull => Err(SendError::ProducerTableFull {
+            partition: partition.0,
+            max: producers_max,
+        }),
+    })
+}
+
 /// Bytes a stored batch adds around its records.
 const BATCH_OVERHEAD_BYTES: usize =
     crate::record::PREFIX_BYTES + crate::record::kafka::KAFKA_HEADER_BYTES;
@@ -841,15 +907,28 @@ const BATCH_OVERHEAD_BYTES: usize =
 /// Encodes one record into a partition's staged write, opening a new batch when the current
 /// one is full. Nothing is written here: the turn flushes once per partition.
 fn stage(staged: &mut Staged, lane: u32, request: &ProduceRequest, record_bytes: usize) {
+    let producer = request
+        .stamp
+        .map_or((-1, -1, -1), |s| (s.producer.0, s.epoch.0, s.sequence.0));
     let open_new = match staged.batches.last() {
         None => true,
         Some(builder) => {
-            builder.record_count() as usize >= BATCH_RECORDS_MAX
+            let (id, epoch, base_sequence) = builder.producer();
+            let next =
+                crate::producer::last_sequence(base_sequence.max(0), builder.record_count() + 1);
+            let continues =
+                id == producer.0 && epoch == producer.1 && (id < 0 || next == producer.2);
+            !continues
+                || builder.record_count() as usize >= BATCH_RECORDS_MAX
                 || builder.len(&staged.buffer) + record_bytes > BATCH_BYTES_MAX
         }
     };
     if open_new {
-        staged.batches.push(BatchBuilder::begin(&mut staged.buffer));
+        let mut builder = BatchBuilder::begin(&mut staged.buffer);
+        if producer.0 >= 0 {
+            builder.set_producer(producer.0, producer.1, producer.2);
+        }
+        staged.batches.push(builder);
     }
     let builder = staged.batches.last_mut().expect("just ensured");
     builder.push(
@@ -898,6 +977,7 @@ fn flush_partition(
         }
     };
     let mut buffer = staged.buffer;
+    let producer_batches = idempotence::producer_batches(&staged.batches, first_offset);
     let next_offset = finish_batches(&mut buffer, staged.batches, first_offset);
     assert_eq!(
         next_offset,
@@ -928,6 +1008,7 @@ fn flush_partition(
         next_offset: first_offset + staged.records,
         max_timestamp_ms: staged.max_timestamp_ms,
         acks,
+        producer_batches,
         state: WriteState::InFlight,
         error: None,
     });
