@@ -58,7 +58,7 @@ out = sys.argv[1]
 load = lambda name: json.load(open(os.path.join(out, name)))
 seq = load("fio-seqwrite.json")["jobs"][0]["write"]
 fsync = load("fio-fsync.json")["jobs"][0]
-fio_mb_s = seq["bw_bytes"] / 1e6
+fio_mb_s = seq["bw_bytes"] / 2**20  # MiB/s, the unit rill-bench reports as MB
 sync_p = fsync["sync"]["lat_ns"]["percentile"]
 write_p = fsync["write"]["clat_ns"]["percentile"]
 def pct(p, key): return p.get(key, 0) / 1000.0
@@ -67,10 +67,10 @@ fsync_p99 = pct(sync_p, "99.000000") + pct(write_p, "99.000000")
 print(f"Measured {datetime.date.today()} on {platform.node()} ({os.cpu_count()} cores), data in {os.environ.get('BENCH_DIR', 'target/bench-embedded/data')}.\n")
 print("| physical limit (fio, same run) | value |")
 print("|---|---|")
-print(f"| sequential write, O_DIRECT, io_uring, 1 MiB, QD 8 | {fio_mb_s:.0f} MB/s |")
+print(f"| sequential write, O_DIRECT, io_uring, 1 MiB, QD 8 | {fio_mb_s:.0f} MiB/s |")
 print(f"| 64 KiB write + fdatasync, p50 / p99 | {fsync_p50:.0f} / {fsync_p99:.0f} µs |")
 print()
-print("| run | publish msg/s | publish MB/s | × fio bw | publish p50 / p99 / p99.9 / max (µs) | e2e p50 / p99 / p99.9 (µs) | publish p99 ÷ fio fsync p99 | consumed / expected | errors |")
+print("| run | publish msg/s | publish MiB/s | × fio bw | publish p50 / p99 / p99.9 / max (µs) | e2e p50 / p99 / p99.9 (µs) | publish p99 ÷ fio fsync p99 | consumed / expected | errors |")
 print("|---|---|---|---|---|---|---|---|---|")
 for name in ["rill-50k-buffer", "rill-50k-sync", "rill-max-buffer", "rill-max-sync"]:
     r = load(name + ".json")

@@ -280,7 +280,7 @@ impl Consumer {
             current.payload = current.batches.slice(start..end);
             current.records.clear();
             current.next_record = 0;
-            let kafka = KafkaBatch::parse(&current.payload)
+            let kafka = KafkaBatch::parse_verified(&current.payload)
                 .expect("stored batches are valid Kafka batches");
             for record in kafka.records() {
                 current
