@@ -7,6 +7,7 @@
 //! rill topic create --data-dir D NAME --partitions N [--if-not-exists]
 //! rill topic list   --data-dir D
 //! rill produce      --data-dir D --topic T [--partition P] [--key K] [--durability MODE]
+//!                   [--idempotent | --producer-id N --epoch E [--first-sequence S]]
 //! rill consume      --data-dir D --topic T [--partition P] --from earliest|latest|OFFSET [--to-end]
 //! ```
 //!
@@ -41,6 +42,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rill::client::Record;
 use rill::config::{BATCH_BYTES_MAX, SHARDS_MAX};
 use rill::error::{OpenError, SendError, TopicError, TrySendError};
+use rill::types::{Epoch, ProducerId, Sequence};
 use rill::{Durability, Engine, EngineConfig, Offset, PartitionId, StartPosition, Topic};
 
 /// Exit status for a command line clap could not parse (clap's own convention).
@@ -78,7 +80,20 @@ If a record fails (or a line is longer than the largest record, 4 MiB), rill pri
 `rill: error: line N: ...` to standard error and stops sending: lines not yet handed to the
 engine are never sent (the error line names the last line that was), records already in flight
 still get their outcome (the acknowledged ones are printed), and rill exits with status 1.
-On SIGINT or SIGTERM it stops the same way and exits with status 128 + the signal number.";
+On SIGINT or SIGTERM it stops the same way and exits with status 128 + the signal number.
+
+With --idempotent, rill allocates a producer id never handed out before (epoch 0) and prints
+`rill: idempotent producer id=N epoch=0` to standard error before it sends anything. Every
+record then carries that id, the epoch and a sequence number per partition: 0, 1, 2, ... in
+input order among the records of that partition.
+
+To resend records as the same producer (after a crash, say), pass --producer-id N --epoch E
+(rill prints the same identity line) and, for the partition given with --partition, the
+sequence of the first line with --first-sequence S; the lines after it get S+1, S+2, ...
+A line whose sequence that partition already stored (within the producer's last 5 stored
+batches) is acknowledged with its original offset and not appended again; a sequence after a
+gap is refused (out of order). Without --first-sequence, sequences start at 0, as a new epoch
+must (a higher epoch fences every process still sending with a lower one).";
 
 const CONSUME_ABOUT: &str = "Print the records of a topic";
 const CONSUME_LONG_ABOUT: &str = "\
@@ -170,6 +185,67 @@ struct ProduceArgs {
     /// plus an fdatasync every MS milliseconds), sync (after fdatasync) [default: buffer].
     #[arg(long, value_name = "MODE", value_parser = Durability::parse)]
     durability: Option<Durability>,
+    /// Send as a new idempotent producer: retries are never stored twice. Prints
+    /// `rill: idempotent producer id=N epoch=0` to standard error.
+    #[arg(long, conflicts_with = "producer_id")]
+    idempotent: bool,
+    /// Advanced: send as this existing idempotent producer id (with --epoch), to resend
+    /// records after a failure without storing them twice.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "epoch",
+        value_parser = clap::value_parser!(i64).range(0..)
+    )]
+    producer_id: Option<i64>,
+    /// Advanced: the epoch of --producer-id; a higher epoch than stored fences older ones
+    /// and must start at sequence 0.
+    #[arg(
+        long,
+        value_name = "E",
+        requires = "producer_id",
+        value_parser = clap::value_parser!(i16).range(0..)
+    )]
+    epoch: Option<i16>,
+    /// Advanced: the sequence of the first line in the partition given by --partition (with
+    /// --producer-id); later lines follow it [default: 0].
+    #[arg(
+        long,
+        value_name = "S",
+        requires_all = ["producer_id", "partition"],
+        value_parser = clap::value_parser!(i32).range(0..)
+    )]
+    first_sequence: Option<i32>,
+}
+
+/// The identity `produce` sends with, from `--idempotent` or `--producer-id/--epoch`.
+#[derive(Clone, Copy, Debug)]
+enum ProducerIdentity {
+    /// A plain producer: no producer id, no sequences.
+    None,
+    /// A producer id allocated now, at epoch 0.
+    New,
+    /// An existing producer id and epoch; `first_sequence` applies to `--partition`.
+    Resume {
+        producer: ProducerId,
+        epoch: Epoch,
+        first_sequence: Option<Sequence>,
+    },
+}
+
+impl ProduceArgs {
+    fn identity(&self) -> ProducerIdentity {
+        match (self.idempotent, self.producer_id, self.epoch) {
+            (true, _, _) => ProducerIdentity::New,
+            (false, Some(producer), Some(epoch)) => ProducerIdentity::Resume {
+                producer: ProducerId(producer),
+                epoch: Epoch(epoch),
+                first_sequence: self.first_sequence.map(Sequence),
+            },
+            // clap enforces that --producer-id and --epoch come together.
+            (false, _, _) => ProducerIdentity::None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -622,7 +698,31 @@ fn produce(args: &ProduceArgs) -> anyhow::Result<ExitCode> {
     let (sender, receiver) = crossbeam_channel::bounded(INPUT_CHUNKS_MAX);
     spawn_input_reader(sender).context("starting the input thread")?;
     let stop = {
-        let mut producer = engine.producer();
+        let mut producer = match args.identity() {
+            ProducerIdentity::None => engine.producer(),
+            ProducerIdentity::New => engine
+                .idempotent_producer()
+                .context("allocating an idempotent producer id")?,
+            ProducerIdentity::Resume {
+                producer,
+                epoch,
+                first_sequence,
+            } => {
+                let mut handle = engine.resume_producer(producer, epoch);
+                if let (Some(sequence), Some(partition)) = (first_sequence, partition) {
+                    handle.set_next_sequence(&topic, partition, sequence);
+                }
+                handle
+            }
+        };
+        if let Some((producer, epoch)) = producer.identity() {
+            // Before anything is sent, so a caller that kills rill later knows the identity
+            // to resend with.
+            eprintln!(
+                "rill: idempotent producer id={} epoch={}",
+                producer.0, epoch.0
+            );
+        }
         let mut run = ProduceRun {
             topic: &topic,
             partition,
