@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::io::StorageChoice;
+
 /// What an acknowledgement promises. The ack is sent only once the promise holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -103,6 +105,9 @@ pub struct EngineConfig {
     /// each shard has a core to itself (e.g. `isolcpus`), where a few tens of µs save the
     /// wake-up on the next record.
     pub idle_spin: Duration,
+    /// The storage backend of the shards: io_uring with a blocking fallback by default;
+    /// blocking file I/O; or a simulated in-memory disk (tests).
+    pub storage: StorageChoice,
 }
 
 impl EngineConfig {
@@ -125,6 +130,7 @@ impl EngineConfig {
             io_uring_entries: 256,
             idle_spin: Duration::ZERO,
             producers_per_partition_max: 10_000,
+            storage: StorageChoice::Auto,
         }
     }
 

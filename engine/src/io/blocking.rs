@@ -46,6 +46,35 @@ pub fn write_file_synced(path: &Path, contents: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Reads a whole file.
+pub(crate) fn read_file(path: &Path) -> io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+/// Names of a directory's entries.
+pub(crate) fn list(directory: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(directory)? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    Ok(names)
+}
+
+/// Removes a file.
+pub(crate) fn remove(path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)
+}
+
+/// Creates a directory and its missing parents.
+pub(crate) fn create_dir_all(directory: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(directory)
+}
+
+/// fsync of a directory: makes its entries durable.
+pub(crate) fn sync_dir(directory: &Path) -> io::Result<()> {
+    File::open(directory)?.sync_all()
+}
+
 impl Storage for BlockingStorage {
     fn open(&mut self, path: &Path, create: bool) -> io::Result<FileKey> {
         let file = OpenOptions::new()
@@ -87,6 +116,26 @@ impl Storage for BlockingStorage {
 
     fn write_file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
         write_file_synced(path, contents)
+    }
+
+    fn read_file(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+        read_file(path)
+    }
+
+    fn list(&mut self, directory: &Path) -> io::Result<Vec<String>> {
+        list(directory)
+    }
+
+    fn remove(&mut self, path: &Path) -> io::Result<()> {
+        remove(path)
+    }
+
+    fn create_dir_all(&mut self, directory: &Path) -> io::Result<()> {
+        create_dir_all(directory)
+    }
+
+    fn sync_dir(&mut self, directory: &Path) -> io::Result<()> {
+        sync_dir(directory)
     }
 
     fn write(&mut self, file: FileKey, position: u64, buffer: Bytes, token: u64) {

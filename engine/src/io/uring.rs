@@ -227,6 +227,28 @@ impl Storage for UringStorage {
         super::blocking::write_file_synced(path, contents)
     }
 
+    // Directory operations and small whole-file reads are rare (open, roll, recovery): they
+    // run synchronously, as in the blocking backend.
+    fn read_file(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+        super::blocking::read_file(path)
+    }
+
+    fn list(&mut self, directory: &Path) -> io::Result<Vec<String>> {
+        super::blocking::list(directory)
+    }
+
+    fn remove(&mut self, path: &Path) -> io::Result<()> {
+        super::blocking::remove(path)
+    }
+
+    fn create_dir_all(&mut self, directory: &Path) -> io::Result<()> {
+        super::blocking::create_dir_all(directory)
+    }
+
+    fn sync_dir(&mut self, directory: &Path) -> io::Result<()> {
+        super::blocking::sync_dir(directory)
+    }
+
     fn write(&mut self, file: FileKey, position: u64, buffer: Bytes, token: u64) {
         assert!(!buffer.is_empty(), "empty write");
         self.pending.push_back(Operation {

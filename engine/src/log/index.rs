@@ -66,10 +66,17 @@ pub(super) fn write(
     )
 }
 
-/// Reads an index file; `None` when it is missing or does not describe a log of
-/// `segment_bytes` bytes starting at `base_offset`.
-pub(super) fn read(directory: &Path, base_offset: i64, segment_bytes: u64) -> Option<IndexFile> {
-    let bytes = std::fs::read(segment_path(directory, base_offset, "index")).ok()?;
+/// Reads an index file; `None` when it is missing, unreadable or does not describe a log of
+/// `segment_bytes` bytes starting at `base_offset` (the segment is then scanned instead).
+pub(super) fn read(
+    storage: &mut dyn Storage,
+    directory: &Path,
+    base_offset: i64,
+    segment_bytes: u64,
+) -> Option<IndexFile> {
+    let bytes = storage
+        .read_file(&segment_path(directory, base_offset, "index"))
+        .ok()?;
     if bytes.len() < INDEX_HEADER_BYTES
         || !(bytes.len() - INDEX_HEADER_BYTES).is_multiple_of(INDEX_ENTRY_BYTES)
     {

@@ -67,6 +67,22 @@ pub struct PartitionLog {
     segments: Vec<Segment>,
     /// Offset the next assigned record gets.
     next_offset: i64,
+    /// The file work of a rollback that has not succeeded yet; done before the next write.
+    pending_cut: Option<PendingCut>,
+}
+
+/// What a rollback must still do on disk: remove the segments past the failed write, sync the
+/// directory, and cut the file back to where the failed write began. Until it is done nothing
+/// new is written, so a failed write's bytes can never be followed by (and mistaken for part
+/// of) later good ones.
+#[derive(Debug)]
+struct PendingCut {
+    /// Segment files still to remove (last first).
+    remove: Vec<PathBuf>,
+    /// A removal happened and the directory was not synced since.
+    sync_directory: bool,
+    file: FileKey,
+    len: u64,
 }
 
 /// Why a partition log could not be opened.
@@ -154,6 +170,7 @@ impl PartitionLog {
         records: i64,
     ) -> Result<(Placement, i64), io::Error> {
         assert!(bytes > 0 && bytes <= self.config.write_bytes_max && records > 0);
+        self.finish_cut(storage)?;
         let active = self.active();
         if active.assigned_bytes > 0
             && active.assigned_bytes + bytes > self.config.segment_bytes_max
@@ -176,13 +193,19 @@ impl PartitionLog {
         let base_offset = self.next_offset;
         let path = segment_path(&self.directory, base_offset, "log");
         let file = storage.open(&path, true)?;
-        let map = storage.map(
-            file,
-            self.config.segment_bytes_max + self.config.write_bytes_max,
-        )?;
-        if let Some(parent) = path.parent() {
-            std::fs::File::open(parent).and_then(|directory| directory.sync_all())?;
-        }
+        let capacity = self.config.segment_bytes_max + self.config.write_bytes_max;
+        // The new file's name must be durable before any record in it is acknowledged.
+        let prepared = storage
+            .map(file, capacity)
+            .and_then(|map| storage.sync_dir(&self.directory).map(|()| map));
+        let map = match prepared {
+            Ok(map) => map,
+            Err(error) => {
+                // The next assignment tries the roll again (and opens the file again).
+                storage.close(file);
+                return Err(error);
+            }
+        };
         self.segments.last_mut().expect("never empty").index_pending = true;
         self.segments.push(Segment {
             base_offset,
@@ -240,7 +263,9 @@ impl PartitionLog {
     }
 
     /// Undoes every assignment from `placement` on (a write failed): later offsets are
-    /// reassigned and the file is cut back so no partial batch stays on disk.
+    /// reassigned, later segments removed and the file is cut back so no partial batch stays
+    /// on disk. When that file work fails it is retried before the next write (which fails
+    /// until it succeeds), so the log never grows past a failed write's bytes.
     pub fn roll_back(
         &mut self,
         storage: &mut dyn Storage,
@@ -248,15 +273,54 @@ impl PartitionLog {
         first_offset: i64,
     ) -> io::Result<()> {
         let which = self.segment_index(placement.segment_base_offset);
+        let mut remove = match self.pending_cut.take() {
+            Some(earlier) => earlier.remove,
+            None => Vec::new(),
+        };
         for later in self.segments.drain(which + 1..) {
             storage.close(later.file);
-            let _ = std::fs::remove_file(segment_path(&self.directory, later.base_offset, "log"));
+            remove.push(segment_path(&self.directory, later.base_offset, "log"));
         }
+        remove.reverse();
         let segment = self.segments.last_mut().expect("never empty");
+        assert!(
+            placement.position >= segment.committed_bytes,
+            "a rollback never cuts committed bytes"
+        );
         segment.index_pending = false;
         segment.assigned_bytes = placement.position;
         self.next_offset = first_offset;
-        storage.truncate(segment.file, placement.position)
+        self.pending_cut = Some(PendingCut {
+            remove,
+            sync_directory: false,
+            file: segment.file,
+            len: placement.position,
+        });
+        self.finish_cut(storage)
+    }
+
+    /// Does the file work a rollback left pending (see [`PendingCut`]).
+    fn finish_cut(&mut self, storage: &mut dyn Storage) -> io::Result<()> {
+        let Some(cut) = &mut self.pending_cut else {
+            return Ok(());
+        };
+        // Later segments go first: a cut file followed by a stale later segment would leave
+        // a gap in the offsets, which recovery refuses.
+        while let Some(path) = cut.remove.last() {
+            match storage.remove(path) {
+                Ok(()) => cut.sync_directory = true,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+            cut.remove.pop();
+        }
+        if cut.sync_directory {
+            storage.sync_dir(&self.directory)?;
+            cut.sync_directory = false;
+        }
+        storage.truncate(cut.file, cut.len)?;
+        self.pending_cut = None;
+        Ok(())
     }
 
     /// The committed cursor for `offset`, clamped to `[start_offset, committed_next_offset]`.

@@ -92,12 +92,17 @@ pub(super) fn open(
     directory: &Path,
     config: LogConfig,
 ) -> Result<(PartitionLog, super::RecoveryReport), OpenLogError> {
-    std::fs::create_dir_all(directory).map_err(io_error(directory))?;
+    storage
+        .create_dir_all(directory)
+        .map_err(io_error(directory))?;
+    // The partition directory's own name must be durable too, or a power cut could take the
+    // directory (and every synced segment in it) away.
+    if let Some(parent) = directory.parent() {
+        storage.sync_dir(parent).map_err(io_error(parent))?;
+    }
     let mut base_offsets = Vec::new();
-    for entry in std::fs::read_dir(directory).map_err(io_error(directory))? {
-        let entry = entry.map_err(io_error(directory))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
+    let mut removed = false;
+    for name in storage.list(directory).map_err(io_error(directory))? {
         if let Some(stem) = name.strip_suffix(".log") {
             if let Ok(base_offset) = stem.parse::<i64>() {
                 if stem.len() == 20 && base_offset >= 0 {
@@ -105,20 +110,24 @@ pub(super) fn open(
                 }
             }
         } else if name.ends_with(".tmp") {
-            let _ = std::fs::remove_file(entry.path());
+            removed |= storage.remove(&directory.join(&name)).is_ok();
         }
     }
     base_offsets.sort_unstable();
     let mut report = RecoveryReport::default();
     let mut segments: Vec<Segment> = Vec::new();
     let active_capacity = config.segment_bytes_max + config.write_bytes_max;
-    let mut cut = false;
+    // The segment to cut and where: done only after every later segment is removed (and the
+    // removals synced), so a crash in between never leaves a cut segment followed by a later
+    // one, an offset gap that the next open would refuse.
+    let mut cut: Option<(FileKey, u64, std::path::PathBuf)> = None;
     for (position, &base_offset) in base_offsets.iter().enumerate() {
         let path = segment_path(directory, base_offset, "log");
-        if cut {
+        if cut.is_some() {
             // An earlier segment was cut: everything after it is unreachable.
-            std::fs::remove_file(&path).map_err(io_error(&path))?;
-            let _ = std::fs::remove_file(segment_path(directory, base_offset, "index"));
+            storage.remove(&path).map_err(io_error(&path))?;
+            let _ = storage.remove(&segment_path(directory, base_offset, "index"));
+            removed = true;
             report.segments_removed += 1;
             continue;
         }
@@ -137,8 +146,9 @@ pub(super) fn open(
         if len == 0 && !is_last {
             // A sealed segment with nothing in it (its writes were rolled back): drop it.
             storage.close(file);
-            std::fs::remove_file(&path).map_err(io_error(&path))?;
-            let _ = std::fs::remove_file(segment_path(directory, base_offset, "index"));
+            storage.remove(&path).map_err(io_error(&path))?;
+            let _ = storage.remove(&segment_path(directory, base_offset, "index"));
+            removed = true;
             continue;
         }
         let capacity = if is_last {
@@ -150,7 +160,7 @@ pub(super) fn open(
         let trusted_index = if is_last {
             None
         } else {
-            index::read(directory, base_offset, len)
+            index::read(storage, directory, base_offset, len)
         };
         let segment = match trusted_index {
             Some(index) => Segment {
@@ -170,10 +180,7 @@ pub(super) fn open(
                 if let Some(error) = scan.error {
                     report.bytes_truncated += len - scan.valid_bytes;
                     report.cut_reason = Some(format!("{}: {error}", path.display()));
-                    storage
-                        .truncate(file, scan.valid_bytes)
-                        .map_err(io_error(&path))?;
-                    cut = true;
+                    cut = Some((file, scan.valid_bytes, path.clone()));
                 }
                 if !is_last {
                     report.indexes_rebuilt += 1;
@@ -193,6 +200,12 @@ pub(super) fn open(
         };
         segments.push(segment);
     }
+    if removed {
+        storage.sync_dir(directory).map_err(io_error(directory))?;
+    }
+    if let Some((file, len, path)) = cut {
+        storage.truncate(file, len).map_err(io_error(&path))?;
+    }
     // A cut sealed segment becomes the active one: remap it to the active capacity.
     if let Some(last) = segments.last_mut() {
         if last.map.capacity() < active_capacity as usize {
@@ -209,9 +222,7 @@ pub(super) fn open(
         let map = storage
             .map(file, active_capacity)
             .map_err(io_error(&path))?;
-        std::fs::File::open(directory)
-            .and_then(|d| d.sync_all())
-            .map_err(io_error(directory))?;
+        storage.sync_dir(directory).map_err(io_error(directory))?;
         segments.push(Segment {
             base_offset: 0,
             file,
@@ -234,6 +245,7 @@ pub(super) fn open(
         config,
         segments,
         next_offset,
+        pending_cut: None,
     };
     let mut log = log;
     log.write_sealed_indexes(storage)

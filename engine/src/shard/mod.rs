@@ -170,7 +170,7 @@ pub(crate) fn spawn(
             if let Some(core) = core {
                 core_affinity::set_for_current(core);
             }
-            let storage = crate::io::open_storage(config.io_uring_entries);
+            let storage = crate::io::open_storage(&config.storage, config.io_uring_entries);
             let _ = ready_sender.send(());
             let mut shard = Shard::new(id, config, storage, control_receiver, shard_waker);
             shard.run();
