@@ -200,8 +200,9 @@ struct Shared<T> {
     /// contention (they sit on their own cache line after the padded counters).
     slots: Box<[Slot<T>]>,
 
-    /// The index in `slots` of the ring's first slot. Range: `0..=LINE_BYTES / size_of::<T>()`,
-    /// with `slot_first + capacity <= slots.len()`.
+    /// The index in `slots` of the ring's first slot. Range: `0..=padding_slots`, where
+    /// `padding_slots = ceil(LINE_BYTES / size_of::<Slot<T>>())` (0 for zero-sized items) and
+    /// `slots.len() == capacity + 2 * padding_slots`.
     slot_first: usize,
 
     /// `capacity - 1`: maps an index to its slot. Range: `0..CAPACITY_MAX`, all low bits set.
