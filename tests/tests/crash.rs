@@ -45,10 +45,10 @@ const PARTITIONS: u32 = 4;
 const CYCLES_DEFAULT: u64 = 30;
 /// A fresh data directory every this many cycles, so that checking the whole log after each
 /// cycle stays cheap in runs of thousands of cycles.
-const CYCLES_PER_DIRECTORY: u64 = 25;
+const CYCLES_PER_DIRECTORY: u64 = 10;
 /// Most acks awaited before the kill; with sync durability a pipelined producer acks tens of
 /// thousands of records a second, so a cycle stays well under a second.
-const KILL_AFTER_ACKS_MAX: usize = 1_500;
+const KILL_AFTER_ACKS_MAX: usize = 1_000;
 /// Share of cycles killed a short delay after the start instead of after some acks.
 const KILL_EARLY_PROBABILITY: f64 = 0.15;
 const KILL_EARLY_DELAY_MAX: Duration = Duration::from_millis(40);
