@@ -283,6 +283,9 @@ struct Totals {
     duplicated: u64,
     corrupt: u64,
     killed_early: u64,
+    /// Records of a killed producer that were stored although their ack was never read:
+    /// proof that kills land with records in flight (allowed: they were never promised).
+    stored_unacknowledged: u64,
     resends: u64,
     resends_refused_as_evicted: u64,
 }
@@ -486,6 +489,15 @@ impl CrashRun {
         }
         let log = self.verify(plan.shards, &mut findings);
         self.settle(&findings);
+        let stored = log
+            .partitions
+            .iter()
+            .flatten()
+            .filter(|value| {
+                matches!(ValueName::parse(value), Some(ValueName::Record { cycle: c, .. }) if c == cycle)
+            })
+            .count();
+        self.totals.stored_unacknowledged += stored.saturating_sub(acks.len()) as u64;
         if plan.idempotent {
             if let Some(producer_id) = self.producer_id_from(&stderr, &mut findings) {
                 self.resend(cycle, plan, producer_id, &acks, &log, &mut findings);
@@ -753,7 +765,9 @@ impl CrashRun {
                 *count += 1;
             }
         }
-        for (value, &(partition, offset)) in &directory.ledger {
+        let mut ledger: Vec<(&String, &(u32, i64))> = directory.ledger.iter().collect();
+        ledger.sort_by_key(|&(_, place)| *place); // findings in log order
+        for (value, &(partition, offset)) in ledger {
             let stored = log.partitions[partition as usize].get(offset as usize);
             if stored != Some(value) {
                 findings.lost.push(format!(
@@ -975,10 +989,11 @@ fn killing_the_producer_never_loses_or_duplicates_an_acknowledged_record() {
     run.run_cycles(cycles);
     let totals = &run.totals;
     eprintln!(
-        "crash: {} cycles in {:.1} s; {} killed before their first ack was awaited, {} resends ({} refused as older than the cached batches)",
+        "crash: {} cycles in {:.1} s; {} killed a few ms after start; {} records stored without their ack being read; {} resends ({} refused as older than the cached batches)",
         totals.cycles,
         started.elapsed().as_secs_f64(),
         totals.killed_early,
+        totals.stored_unacknowledged,
         totals.resends,
         totals.resends_refused_as_evicted
     );
