@@ -107,6 +107,10 @@ impl Storage for BlockingStorage {
         file.sync_data()
     }
 
+    fn sync_file(&mut self, file: FileKey) -> io::Result<()> {
+        self.file(file).sync_data()
+    }
+
     fn map(&mut self, file: FileKey, capacity: u64) -> io::Result<FileMap> {
         let raw = memmap2::MmapOptions::new()
             .len(capacity as usize)

@@ -51,6 +51,9 @@ pub trait Storage: Send {
     fn len(&mut self, file: FileKey) -> io::Result<u64>;
     /// Cuts the file to `len` bytes and syncs the new length.
     fn truncate(&mut self, file: FileKey, len: u64) -> io::Result<()>;
+    /// `fdatasync` of the file, synchronously (recovery; the data path uses
+    /// [`Storage::fdatasync`]).
+    fn sync_file(&mut self, file: FileKey) -> io::Result<()>;
     /// A read-only view of the file's first `capacity` bytes, valid for as long as any
     /// `Bytes` sliced from it lives. Only bytes below the file's length may be sliced.
     fn map(&mut self, file: FileKey, capacity: u64) -> io::Result<FileMap>;

@@ -508,6 +508,22 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn sync_file(&mut self, file: FileKey) -> io::Result<()> {
+        let id = self.inode(file);
+        let Some(mut state) = self.live() else {
+            return Ok(());
+        };
+        if let Some(fault) = state.count("sync_file", None) {
+            return Err(fault_error(fault));
+        }
+        let inode = state
+            .inodes
+            .get_mut(&id)
+            .expect("open files keep their inode");
+        inode.durable = inode.volatile.clone();
+        Ok(())
+    }
+
     fn map(&mut self, file: FileKey, capacity: u64) -> io::Result<FileMap> {
         let id = self.inode(file);
         let mut state = self.live().ok_or_else(dead)?;

@@ -201,8 +201,10 @@ impl PartitionLog {
         let map = match prepared {
             Ok(map) => map,
             Err(error) => {
-                // The next assignment tries the roll again (and opens the file again).
+                // The next assignment tries the roll again, or, if its write fits the active
+                // segment, never does: remove the empty file (recovery removes it otherwise).
                 storage.close(file);
+                let _ = storage.remove(&path);
                 return Err(error);
             }
         };

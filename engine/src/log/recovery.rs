@@ -131,8 +131,21 @@ pub(super) fn open(
             report.segments_removed += 1;
             continue;
         }
+        let is_last = position + 1 == base_offsets.len();
+        let file = storage.open(&path, false).map_err(io_error(&path))?;
+        let len = storage.len(file).map_err(io_error(&path))?;
         if let Some(previous) = segments.last() {
             if previous.committed_next_offset != base_offset {
+                if len == 0 {
+                    // A stray empty file: a roll that failed after creating it, after which
+                    // the records went to the previous segment. It holds nothing: remove it.
+                    storage.close(file);
+                    storage.remove(&path).map_err(io_error(&path))?;
+                    removed = true;
+                    report.segments_removed += 1;
+                    continue;
+                }
+                storage.close(file);
                 return Err(OpenLogError::Gap {
                     path,
                     expected: previous.committed_next_offset,
@@ -140,18 +153,9 @@ pub(super) fn open(
                 });
             }
         }
-        let is_last = position + 1 == base_offsets.len();
-        let file = storage.open(&path, false).map_err(io_error(&path))?;
-        let len = storage.len(file).map_err(io_error(&path))?;
-        if len == 0 && !is_last {
-            // A sealed segment with nothing in it (its writes were rolled back): drop it.
-            storage.close(file);
-            storage.remove(&path).map_err(io_error(&path))?;
-            let _ = storage.remove(&segment_path(directory, base_offset, "index"));
-            removed = true;
-            continue;
-        }
-        let capacity = if is_last {
+        // An empty sealed segment (its bytes were lost, or its writes rolled back) becomes
+        // the active one below: map it as such.
+        let capacity = if is_last || len == 0 {
             active_capacity.max(len)
         } else {
             len
@@ -177,9 +181,22 @@ pub(super) fn open(
             None => {
                 let scan = scan(&map, len, base_offset, config.index_interval_bytes as u64);
                 report.batches_verified += scan.batches;
+                let next_base_offset = base_offsets.get(position + 1).copied();
                 if let Some(error) = scan.error {
                     report.bytes_truncated += len - scan.valid_bytes;
                     report.cut_reason = Some(format!("{}: {error}", path.display()));
+                    cut = Some((file, scan.valid_bytes, path.clone()));
+                } else if next_base_offset.is_some_and(|next| scan.next_offset < next) {
+                    // A sealed segment whose verified batches end before the next segment
+                    // begins lost its tail (a power cut took bytes that were never synced,
+                    // while the next file's name was): the later segments follow a hole and
+                    // are unreachable. Its index, if any, did not match (or it was empty).
+                    report.cut_reason = Some(format!(
+                        "{}: ends at offset {} but the next segment starts at {}: its tail was lost",
+                        path.display(),
+                        scan.next_offset,
+                        next_base_offset.unwrap_or_default(),
+                    ));
                     cut = Some((file, scan.valid_bytes, path.clone()));
                 }
                 if !is_last {
@@ -199,6 +216,20 @@ pub(super) fn open(
             }
         };
         segments.push(segment);
+    }
+    // What recovery keeps is what later records are appended after, so it must be durable
+    // before any of them is acknowledged: a previous process may have crashed (or run in
+    // `Buffer` mode) without syncing it, and losing it to a power cut later would cut the log
+    // before records acknowledged in `Sync` mode. A clean file syncs at little cost. The cut
+    // segment is synced by its truncation below.
+    for segment in &segments {
+        let is_cut = cut
+            .as_ref()
+            .is_some_and(|(file, _, _)| *file == segment.file);
+        if !is_cut {
+            let path = segment_path(directory, segment.base_offset, "log");
+            storage.sync_file(segment.file).map_err(io_error(&path))?;
+        }
     }
     if removed {
         storage.sync_dir(directory).map_err(io_error(directory))?;
