@@ -78,6 +78,25 @@ impl BatchHeader {
     }
 }
 
+impl ArchivedBatchHeader {
+    /// A plain copy of the header (tests and tools; the read path uses the archive in place).
+    pub fn deserialize_plain(&self) -> BatchHeader {
+        BatchHeader {
+            base_offset: self.base_offset.to_native(),
+            last_offset_delta: self.last_offset_delta.to_native(),
+            record_count: self.record_count.to_native(),
+            first_timestamp_ms: self.first_timestamp_ms.to_native(),
+            max_timestamp_ms: self.max_timestamp_ms.to_native(),
+            producer_id: self.producer_id.to_native(),
+            producer_epoch: self.producer_epoch.to_native(),
+            attributes: self.attributes.to_native(),
+            base_sequence: self.base_sequence.to_native(),
+            payload_len: self.payload_len.to_native(),
+            payload_crc32c: self.payload_crc32c.to_native(),
+        }
+    }
+}
+
 impl<'a> StoredBatch<'a> {
     /// Validates the stored batch at the start of `bytes`: magic, header CRC, header layout,
     /// payload length, payload CRC and that the Kafka batch agrees with the header.
@@ -95,6 +114,9 @@ impl<'a> StoredBatch<'a> {
             return Err(StoredBatchError::PayloadChecksum);
         }
         let kafka = KafkaBatch::parse(payload).map_err(StoredBatchError::PayloadMismatch)?;
+        kafka
+            .validate_records()
+            .map_err(StoredBatchError::PayloadMismatch)?;
         let header = batch.header;
         if kafka.base_offset() != header.base_offset.to_native()
             || kafka.record_count() != header.record_count.to_native()
@@ -130,6 +152,7 @@ impl<'a> StoredBatch<'a> {
             || count as usize > crate::config::BATCH_RECORDS_MAX
             || header.last_offset_delta.to_native() != count - 1
             || header.base_offset.to_native() < 0
+            || header.base_offset.to_native() > i64::MAX - count as i64
             || header.payload_len.to_native() as usize > crate::config::BATCH_BYTES_MAX
         {
             return Err(StoredBatchError::HeaderInvalid(
@@ -241,6 +264,55 @@ mod tests {
                 "bit {bit} flipped went unnoticed"
             );
         }
+    }
+
+    /// Found by the `stored_batch` fuzz target: a base offset near i64::MAX made
+    /// `next_offset` overflow (a panic in debug builds, a wrap in release).
+    #[test]
+    fn a_base_offset_whose_records_would_pass_i64_max_is_refused() {
+        let mut bytes = Vec::new();
+        BatchBuilder::build(
+            &mut bytes,
+            i64::MAX - 1,
+            &[(0, None, b"a"), (0, None, b"b")],
+        );
+        assert!(matches!(
+            StoredBatch::parse(&bytes),
+            Err(StoredBatchError::HeaderInvalid(_))
+        ));
+        let mut fits = Vec::new();
+        BatchBuilder::build(&mut fits, i64::MAX - 2, &[(0, None, b"a"), (0, None, b"b")]);
+        assert_eq!(StoredBatch::parse(&fits).unwrap().next_offset(), i64::MAX);
+    }
+
+    /// Found by the `segment_open` fuzz target: a batch with valid CRCs but malformed records
+    /// passed recovery and made the consumer panic. Records are validated with the batch now.
+    #[test]
+    fn a_batch_with_valid_checksums_but_malformed_records_is_refused() {
+        let mut bytes = Vec::new();
+        BatchBuilder::build(&mut bytes, 0, &[(0, Some(b"key"), b"value")]);
+        // Make the record's key length run past the record, then fix both CRCs.
+        let kafka_start = PREFIX_BYTES;
+        let record_start = kafka_start + crate::record::kafka::KAFKA_HEADER_BYTES;
+        // length, attributes, timestampDelta, offsetDelta, then keyLength (zigzag 3 = 0x06).
+        assert_eq!(bytes[record_start + 4], 0x06);
+        bytes[record_start + 4] = 0x40; // key length 32
+        let kafka_crc = crc32c::crc32c(&bytes[kafka_start + 21..]);
+        bytes[kafka_start + 17..kafka_start + 21].copy_from_slice(&kafka_crc.to_be_bytes());
+        let header = BatchHeader {
+            payload_crc32c: crc32c::crc32c(&bytes[kafka_start..]),
+            ..StoredBatch::parse_header(&bytes)
+                .unwrap()
+                .header()
+                .deserialize_plain()
+        };
+        let mut prefix = Vec::new();
+        header.write_prefix(&mut prefix);
+        bytes[..PREFIX_BYTES].copy_from_slice(&prefix);
+        assert!(matches!(
+            StoredBatch::parse(&bytes),
+            Err(StoredBatchError::PayloadMismatch(_))
+        ));
     }
 
     #[test]

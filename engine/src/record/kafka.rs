@@ -294,6 +294,25 @@ impl<'a> KafkaBatch<'a> {
         be_i32(self.bytes, 57)
     }
 
+    /// Checks that every record of an uncompressed batch is well formed, that there are
+    /// `record_count` of them, and that they fill the batch exactly. Compressed batches are
+    /// not expanded here.
+    pub fn validate_records(&self) -> Result<(), &'static str> {
+        if self.attributes() & COMPRESSION_MASK != 0 {
+            return Ok(());
+        }
+        let mut records = self.records();
+        let mut count = 0i32;
+        for record in records.by_ref() {
+            record?;
+            count += 1;
+        }
+        if count != self.record_count() || records.at != self.bytes.len() {
+            return Err("records do not fill the batch");
+        }
+        Ok(())
+    }
+
     /// Iterates the records of an uncompressed batch.
     pub fn records(&self) -> RecordIter<'a> {
         RecordIter {
@@ -305,6 +324,7 @@ impl<'a> KafkaBatch<'a> {
                 -1
             },
             base_offset: self.base_offset(),
+            last_offset_delta: self.last_offset_delta(),
             base_timestamp_ms: self.base_timestamp_ms(),
         }
     }
@@ -318,6 +338,7 @@ pub struct RecordIter<'a> {
     /// Records left; -1 marks a compressed batch, which this iterator does not expand.
     remaining: i32,
     base_offset: i64,
+    last_offset_delta: i32,
     base_timestamp_ms: i64,
 }
 
@@ -351,7 +372,7 @@ impl RecordIter<'_> {
     fn next_record(&mut self) -> Result<KafkaRecord, &'static str> {
         let bytes = self.bytes;
         let length = read_varint(bytes, &mut self.at)?;
-        if length < 0 || self.at as i64 + length > bytes.len() as i64 {
+        if length < 1 || length > (bytes.len() - self.at) as i64 {
             return Err("record length out of range");
         }
         let end = self.at + length as usize;
@@ -359,6 +380,13 @@ impl RecordIter<'_> {
         let mut at = self.at + 1; // attributes
         let timestamp_delta = read_varint(record, &mut at)?;
         let offset_delta = read_varint(record, &mut at)?;
+        if offset_delta < 0 || offset_delta > self.last_offset_delta as i64 {
+            return Err("record offset delta outside the batch");
+        }
+        let timestamp_ms = self
+            .base_timestamp_ms
+            .checked_add(timestamp_delta)
+            .ok_or("record timestamp overflows")?;
         let key_len = read_varint(record, &mut at)?;
         let key = if key_len < 0 {
             None
@@ -385,7 +413,7 @@ impl RecordIter<'_> {
         self.at = end;
         Ok(KafkaRecord {
             offset: self.base_offset + offset_delta,
-            timestamp_ms: self.base_timestamp_ms + timestamp_delta,
+            timestamp_ms,
             key,
             value,
         })
@@ -490,6 +518,39 @@ mod tests {
         let two = crate::record::StoredBatch::parse(&buffer[one.stored_len()..]).unwrap();
         assert_eq!((two.base_offset(), two.next_offset()), (42, 43));
         assert_eq!(one.stored_len() + two.stored_len(), buffer.len());
+    }
+
+    /// Found by the `kafka_batch` fuzz target: a record length near i64::MAX overflowed the
+    /// bounds check, and offset and timestamp deltas overflowed the base values.
+    #[test]
+    fn record_lengths_and_deltas_that_overflow_are_refused() {
+        for hex in [
+            "ffff30fb00000000e500000000ffffff02010bcfe56800a9a9a9a9a9ffffffffffffffff1fa902ff000000fcffffffffffffffff1fa902ff0003000000fcffffffffffffffff1f",
+            "80000000000000cfffff68e50054ffff02010be568cf0000ffff7a46ff6f0016001302010a776c71000e000e0063b9082500001400ffffffff71000e000e0063b908250000",
+            "00000000000000cfe5680054ffffffff02010bcfe56800000000008e010009ff6c0e0e0effff0a68656c4a0000006fb30016001303010a776c7100980a1ec8e3e3ffffffffffb29f0000000000",
+        ] {
+            let bytes: Vec<u8> =
+                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+            // The fuzz inputs recompute lengths and CRCs before parsing; do the same here.
+            let mut batch = bytes.clone();
+            if batch.len() >= KAFKA_HEADER_BYTES {
+                let length = (batch.len() - 12) as i32;
+                batch[8..12].copy_from_slice(&length.to_be_bytes());
+                batch[16] = 2;
+                let crc = crc32c::crc32c(&batch[CRC_START..]);
+                batch[17..21].copy_from_slice(&crc.to_be_bytes());
+            }
+            for candidate in [&bytes, &batch] {
+                if let Ok(parsed) = KafkaBatch::parse_verified(candidate) {
+                    for record in parsed.records() {
+                        if let Ok(record) = record {
+                            assert!(record.value.end <= candidate.len());
+                        }
+                    }
+                    let _ = parsed.validate_records();
+                }
+            }
+        }
     }
 
     #[test]
