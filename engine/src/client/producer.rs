@@ -176,11 +176,9 @@ impl Producer {
     }
 
     /// The partition a record goes to.
-    pub fn partition_for(
-        &mut self,
-        topic: &Topic,
-        record: &Record,
-    ) -> Result<PartitionId, SendError> {
+    /// Unkeyed records without a partition take the next partition in round-robin order;
+    /// the turn moves on only when a record is queued (see `try_send`).
+    pub fn partition_for(&self, topic: &Topic, record: &Record) -> Result<PartitionId, SendError> {
         let partitions = topic.partitions();
         match (record.partition, &record.key) {
             (Some(partition), _) => {
@@ -193,11 +191,7 @@ impl Producer {
                 Ok(partition)
             }
             (None, Some(key)) => Ok(PartitionId(partition_for_key(key, partitions) as i32)),
-            (None, None) => {
-                let partition = self.round_robin % partitions;
-                self.round_robin = self.round_robin.wrapping_add(1);
-                Ok(PartitionId(partition as i32))
-            }
+            (None, None) => Ok(PartitionId((self.round_robin % partitions) as i32)),
         }
     }
 
@@ -205,6 +199,8 @@ impl Producer {
     /// outcomes ([`Producer::poll_outcome`]) and try again.
     pub fn try_send(&mut self, topic: &Topic, record: Record) -> Result<Ticket, TrySendError> {
         let partition = self.partition_for(topic, &record)?;
+        let record_partition = record.partition;
+        let record_has_no_key = record.key.is_none();
         let route = topic.inner.routes[partition.0 as usize];
         let lane = &mut self.lanes[route.shard.0 as usize];
         if lane.requests.is_abandoned() {
@@ -247,6 +243,9 @@ impl Producer {
             return Err(TrySendError::Full(record));
         }
         lane.in_flight += 1;
+        if record_partition.is_none() && record_has_no_key {
+            self.round_robin = self.round_robin.wrapping_add(1);
+        }
         if let Some(stamp) = stamp {
             let key = (Arc::clone(&topic.inner.name), partition.0);
             self.sequences
