@@ -283,3 +283,146 @@ pub(super) fn open(
         .map_err(io_error(directory))?;
     Ok((log, report))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Regression tests for recovery bugs found by `engine/tests/simulation.rs`, each on the
+    //! simulated disk so that the crash lands exactly where the bug needs it.
+
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::super::{LogConfig, PartitionLog};
+    use crate::io::sim::{Fault, PowerCut, SimDisk};
+    use crate::io::Storage;
+    use crate::record::{finish_batches, BatchBuilder};
+
+    const CONFIG: LogConfig = LogConfig {
+        segment_bytes_max: 4096,
+        index_interval_bytes: 256,
+        write_bytes_max: 1 << 16,
+    };
+
+    fn directory() -> PathBuf {
+        Path::new("/sim/topic/0").to_path_buf()
+    }
+
+    fn open(disk: &Arc<SimDisk>) -> (Box<dyn Storage>, PartitionLog) {
+        let mut storage: Box<dyn Storage> = Box::new(disk.storage());
+        let (log, _) = PartitionLog::open(&mut *storage, &directory(), CONFIG).unwrap();
+        (storage, log)
+    }
+
+    fn wait(storage: &mut dyn Storage) {
+        storage.submit().unwrap();
+        let mut completions = Vec::new();
+        while completions.is_empty() {
+            storage.reap(&mut completions);
+        }
+        for completion in completions {
+            completion.result.unwrap();
+        }
+    }
+
+    /// Appends one record of `value_bytes` bytes as one batch, waits for its write (and its
+    /// fdatasync with `sync`) and commits it.
+    fn append(
+        storage: &mut dyn Storage,
+        log: &mut PartitionLog,
+        value_bytes: usize,
+        sync: bool,
+    ) -> std::io::Result<()> {
+        let mut buffer = Vec::new();
+        let mut builder = BatchBuilder::begin(&mut buffer);
+        builder.push(&mut buffer, 0, None, &vec![b'v'; value_bytes]);
+        let (placement, first_offset) = log.assign(storage, buffer.len() as u64, 1)?;
+        let next_offset = finish_batches(&mut buffer, vec![builder], first_offset);
+        let bytes = buffer.len() as u64;
+        storage.write(placement.file, placement.position, Bytes::from(buffer), 1);
+        wait(storage);
+        if sync {
+            storage.fdatasync(placement.file, 2);
+            wait(storage);
+        }
+        log.commit(placement, bytes, first_offset, next_offset, 0);
+        Ok(())
+    }
+
+    /// The bug: in `Buffer` mode a roll syncs the new segment's *name* while the previous
+    /// segment's last batches are still only in the page cache. A power cut then left a
+    /// segment ending before the next one begins, and every later open refused the partition
+    /// with "offsets would have a gap". Recovery now cuts at the lost tail instead.
+    #[test]
+    fn a_segment_that_lost_its_unsynced_tail_before_a_roll_is_cut_not_refused() {
+        let disk = SimDisk::new(1);
+        let (mut storage, mut log) = open(&disk);
+        for _ in 0..3 {
+            append(&mut *storage, &mut log, 100, true).unwrap();
+        }
+        while log.segments().len() < 2 {
+            append(&mut *storage, &mut log, 100, false).unwrap();
+        }
+        append(&mut *storage, &mut log, 100, false).unwrap();
+        disk.power_cut(PowerCut::DropUnsynced);
+        drop(storage);
+        let (_storage, log) = open(&disk);
+        assert_eq!(
+            log.next_offset(),
+            3,
+            "the synced records stay, the rest is cut"
+        );
+        assert_eq!(log.segments().len(), 1);
+    }
+
+    /// The bug: records recovered after a process crash were never synced by the new process;
+    /// records appended on top of them in `Sync` mode were acknowledged, and a later power cut
+    /// took the old unsynced bytes and, with the cut, the acknowledged records after them.
+    #[test]
+    fn records_kept_by_recovery_survive_a_later_power_cut() {
+        let disk = SimDisk::new(2);
+        let (mut storage, mut log) = open(&disk);
+        for _ in 0..5 {
+            append(&mut *storage, &mut log, 50, false).unwrap();
+        }
+        disk.crash();
+        drop(storage);
+        let (_storage, log) = open(&disk);
+        assert_eq!(log.next_offset(), 5);
+        disk.power_cut(PowerCut::DropUnsynced);
+        let (_storage, log) = open(&disk);
+        assert_eq!(log.next_offset(), 5, "what recovery kept was made durable");
+    }
+
+    /// The bug: a roll that failed after creating its file (here its map) left the empty file
+    /// behind; the next, smaller write fit the old segment and took the offsets the empty
+    /// file was named after, and every later open refused the overlap.
+    #[test]
+    fn a_roll_that_failed_after_creating_its_file_leaves_no_segment_behind() {
+        let disk = SimDisk::new(3);
+        let (mut storage, mut log) = open(&disk);
+        append(&mut *storage, &mut log, 3000, true).unwrap();
+        disk.arm_fault(2, Fault::Error(libc::EIO)); // open succeeds, map fails
+        assert!(append(&mut *storage, &mut log, 2000, true).is_err());
+        assert_eq!(disk.disarm().len(), 1);
+        append(&mut *storage, &mut log, 100, true).unwrap();
+        disk.power_cut(PowerCut::DropUnsynced);
+        drop(storage);
+        let (_storage, log) = open(&disk);
+        assert_eq!(log.next_offset(), 2);
+    }
+
+    /// The bug: the partition directory was created but its parent never synced, so a power
+    /// cut could take the directory, with every synced segment in it.
+    #[test]
+    fn a_new_partition_directory_survives_a_power_cut() {
+        let disk = SimDisk::new(4);
+        let (mut storage, mut log) = open(&disk);
+        append(&mut *storage, &mut log, 10, true).unwrap();
+        disk.power_cut(PowerCut::DropUnsynced);
+        drop(storage);
+        let (_storage, log) = open(&disk);
+        assert_eq!(log.next_offset(), 1);
+    }
+}
