@@ -82,6 +82,9 @@ struct RunArgs {
     /// Microseconds an idle shard polls its rings before sleeping. Default: the engine's.
     #[arg(long, value_name = "MICROSECONDS")]
     idle_spin_us: Option<u64>,
+    /// Use idempotent producers (producer id, epoch and per-partition sequence per record).
+    #[arg(long)]
+    idempotent: bool,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -179,6 +182,7 @@ fn run_command(arguments: RunArgs) -> anyhow::Result<bool> {
         shards: arguments.shards,
         pin_shards: !arguments.no_pin_shards,
         idle_spin: arguments.idle_spin_us.map(std::time::Duration::from_micros),
+        idempotent: arguments.idempotent,
     })?;
     eprintln!(
         "rill-bench: workload {:?} ({}), {} s warm-up + {} s measured, driver {}",

@@ -576,6 +576,7 @@ mod end_to_end_tests {
             shards: Some(2),
             pin_shards: false,
             idle_spin: None,
+            idempotent: false,
         })
         .unwrap();
         let result = run(&driver, &settings).unwrap();

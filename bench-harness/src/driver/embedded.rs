@@ -25,12 +25,15 @@ pub struct EmbeddedSettings {
     pub pin_shards: bool,
     /// How long an idle shard polls before sleeping; the engine's default when `None`.
     pub idle_spin: Option<std::time::Duration>,
+    /// Producers are idempotent (producer id, epoch and sequence on every record).
+    pub idempotent: bool,
 }
 
 /// Rill in this process.
 #[derive(Debug)]
 pub struct EmbeddedDriver {
     engine: Engine,
+    idempotent: bool,
 }
 
 impl EmbeddedDriver {
@@ -45,7 +48,10 @@ impl EmbeddedDriver {
         }
         config.durability = settings.durability;
         let engine = Engine::open(config).map_err(|error| DriverError::Open(error.to_string()))?;
-        Ok(EmbeddedDriver { engine })
+        Ok(EmbeddedDriver {
+            engine,
+            idempotent: settings.idempotent,
+        })
     }
 
     /// Stops the engine after it finished everything handed to it.
@@ -80,6 +86,7 @@ impl Driver for EmbeddedDriver {
             ),
             ("segment_bytes_max", config.segment_bytes_max.to_string()),
             ("idle_spin_us", config.idle_spin.as_micros().to_string()),
+            ("idempotent_producers", self.idempotent.to_string()),
         ]
     }
 
@@ -110,9 +117,14 @@ impl Driver for EmbeddedDriver {
     }
 
     fn producer(&self) -> EmbeddedProducer {
-        EmbeddedProducer {
-            producer: self.engine.producer(),
-        }
+        let producer = if self.idempotent {
+            self.engine
+                .idempotent_producer()
+                .expect("a producer id can be allocated")
+        } else {
+            self.engine.producer()
+        };
+        EmbeddedProducer { producer }
     }
 
     fn consumer(&self) -> EmbeddedConsumer {
