@@ -195,3 +195,69 @@ fn missing_or_damaged_index_of_a_sealed_segment_is_rebuilt() {
         assert_eq!(record.value, format!("record-{start:04}").as_bytes());
     }
 }
+
+/// A sealed segment whose index file matches its length is not scanned at open, and readers
+/// catching up from its map used to check only lengths and magic: a bit flipped in a value
+/// after the segment was sealed was served as if it were data (found by the simulation).
+#[test]
+fn a_bit_flipped_in_a_sealed_segment_is_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.segment_bytes_max = 4096;
+    {
+        let engine = Engine::open(config.clone()).unwrap();
+        let topic = engine.create_topic("t", 1).unwrap();
+        let mut producer = engine.producer();
+        for i in 0..300 {
+            producer
+                .send(
+                    &topic,
+                    Record::new(format!("record-{i:04}")).partition(PartitionId(0)),
+                )
+                .unwrap();
+        }
+        engine.shutdown();
+    }
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("t/0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let sealed = &logs[0];
+    let starts = batch_starts(sealed);
+    // Flip a bit in the value of the sixth batch (offset 5) of the first, sealed segment.
+    let mut bytes = std::fs::read(sealed).unwrap();
+    let inside = (starts[6] - 3) as usize;
+    bytes[inside] ^= 0x01;
+    std::fs::write(sealed, &bytes).unwrap();
+
+    let engine = Engine::open(config).unwrap();
+    let topic = engine.topic("t").unwrap();
+    let mut consumer = engine.consumer();
+    let (subscription, _) = consumer
+        .subscribe(&topic, PartitionId(0), StartPosition::Earliest)
+        .unwrap();
+    let mut served = Vec::new();
+    while let Some(record) = consumer.poll(Duration::from_millis(300)) {
+        served.push((
+            record.offset.0,
+            String::from_utf8_lossy(&record.value).into_owned(),
+        ));
+    }
+    for (offset, value) in &served {
+        assert_eq!(
+            value,
+            &format!("record-{offset:04}"),
+            "a damaged value was served"
+        );
+    }
+    assert!(
+        served.len() <= 5,
+        "nothing at or after the damaged batch: {served:?}"
+    );
+    let error = consumer
+        .subscription_error(subscription)
+        .expect("the consumer says why it stopped");
+    assert!(error.contains("corrupt"), "{error}");
+}

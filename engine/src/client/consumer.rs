@@ -40,6 +40,8 @@ struct SubscriptionState {
     /// Offset of the next record to hand out.
     next_offset: i64,
     active: bool,
+    /// Why the subscription stopped, when a delivered batch failed its checks.
+    error: Option<String>,
 }
 
 /// The delivery being walked.
@@ -47,6 +49,8 @@ struct SubscriptionState {
 struct Current {
     subscription: u32,
     batches: Bytes,
+    /// Verify every batch's CRCs before handing out its records (read from a segment file).
+    from_disk: bool,
     /// Position of the next stored batch in `batches`.
     position: usize,
     /// Records of the stored batch being handed out, as ranges into `payload`.
@@ -134,6 +138,7 @@ impl Consumer {
             partition,
             next_offset: offset.0,
             active: true,
+            error: None,
         });
         Ok((SubscriptionId(subscription), offset))
     }
@@ -176,6 +181,15 @@ impl Consumer {
             .map(|s| (&s.topic, s.partition))
     }
 
+    /// Why a subscription stopped handing out records: a batch read back from disk failed its
+    /// CRC or record checks (a bit flip after the batch was written). `None` while healthy.
+    pub fn subscription_error(&self, subscription: SubscriptionId) -> Option<&str> {
+        self.subscriptions
+            .get(subscription.0 as usize)?
+            .error
+            .as_deref()
+    }
+
     /// Offset of the next record a subscription will hand out.
     pub fn position(&self, subscription: SubscriptionId) -> Option<Offset> {
         self.subscriptions
@@ -193,6 +207,7 @@ impl Consumer {
             self.current = Some(Current {
                 subscription: delivery.subscription,
                 batches: delivery.batches,
+                from_disk: delivery.from_disk,
                 ..Current::default()
             });
         }
@@ -269,8 +284,27 @@ impl Consumer {
                 return None;
             }
             let rest = &current.batches[current.position..];
-            let batch =
-                StoredBatch::parse_header(rest).expect("shards deliver whole valid batches");
+            let parsed = if current.from_disk {
+                StoredBatch::parse(rest)
+            } else {
+                StoredBatch::parse_header(rest)
+            };
+            let batch = match parsed {
+                Ok(batch) => batch,
+                Err(error) => {
+                    // Damaged on disk after it was written and recovered: hand out nothing from
+                    // here on for this subscription, and say why.
+                    let reason = format!(
+                        "corrupt stored batch at or after offset {} of partition {}: {error}",
+                        state.next_offset, state.partition
+                    );
+                    eprintln!("rill: consumer stops reading a subscription: {reason}");
+                    state.active = false;
+                    state.error = Some(reason);
+                    self.current = None;
+                    return None;
+                }
+            };
             let start = current.position + crate::record::PREFIX_BYTES;
             let end = current.position + batch.stored_len();
             current.position = end;

@@ -48,6 +48,9 @@ pub(crate) struct ProduceAck {
 pub(crate) struct Delivery {
     pub subscription: u32,
     pub batches: Bytes,
+    /// Read back from a segment file (not the buffer the shard just built and checked): the
+    /// consumer verifies every CRC before handing records out.
+    pub from_disk: bool,
 }
 
 /// A partition a shard opened, as the client side sees it.

@@ -660,6 +660,7 @@ impl Shard {
                 let delivery = Delivery {
                     subscription: subscription.id,
                     batches: write.buffer.clone(),
+                    from_disk: false,
                 };
                 subscription.cursor = Cursor {
                     segment_base_offset: write.placement.segment_base_offset,
@@ -800,6 +801,7 @@ impl Shard {
                             let delivery = Delivery {
                                 subscription: subscription.id,
                                 batches,
+                                from_disk: true,
                             };
                             if lane.deliveries.try_push(delivery).is_err() {
                                 break;
