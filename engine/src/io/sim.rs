@@ -119,6 +119,8 @@ struct DiskState {
     operations: u64,
     /// The fault and the operation count at which it fires.
     armed: Option<(u64, Fault)>,
+    /// Operations (by name) that fail every time until [`SimDisk::stop_failing`].
+    failing: Vec<(&'static str, Fault)>,
     fired: Vec<FiredFault>,
 }
 
@@ -145,6 +147,14 @@ impl DiskState {
     /// Counts an operation and returns the fault it must suffer, if the armed one is due.
     fn count(&mut self, operation: &'static str, path: Option<&Path>) -> Option<Fault> {
         self.operations += 1;
+        if let Some(&(_, fault)) = self.failing.iter().find(|(name, _)| *name == operation) {
+            self.fired.push(FiredFault {
+                fault,
+                operation,
+                path: path.map(Path::to_path_buf),
+            });
+            return Some(fault);
+        }
         match self.armed {
             Some((at, fault)) if at == self.operations => {
                 self.armed = None;
@@ -199,6 +209,7 @@ impl SimDisk {
                 durable_directories: BTreeSet::new(),
                 operations: 0,
                 armed: None,
+                failing: Vec::new(),
                 fired: Vec::new(),
             }),
         })
@@ -275,6 +286,17 @@ impl SimDisk {
         assert!(operation >= 1, "operations count from 1");
         let mut state = self.lock();
         state.armed = Some((state.operations + operation, fault));
+    }
+
+    /// Makes every operation named `operation` ("write", "truncate", "fdatasync", ...) fail
+    /// with `fault` until [`SimDisk::stop_failing`] (a disk that stays broken for a while).
+    pub fn fail_every(&self, operation: &'static str, fault: Fault) {
+        self.lock().failing.push((operation, fault));
+    }
+
+    /// Ends every [`SimDisk::fail_every`].
+    pub fn stop_failing(&self) {
+        self.lock().failing.clear();
     }
 
     /// Disarms the armed fault (if it did not fire) and returns the faults that fired since

@@ -301,6 +301,16 @@ impl PartitionLog {
         self.finish_cut(storage)
     }
 
+    /// Whether a rollback's file work is still to be done (its first attempt failed).
+    pub fn has_pending_cut(&self) -> bool {
+        self.pending_cut.is_some()
+    }
+
+    /// Retries the file work a failed rollback left pending.
+    pub fn finish_pending_cut(&mut self, storage: &mut dyn Storage) -> io::Result<()> {
+        self.finish_cut(storage)
+    }
+
     /// Does the file work a rollback left pending (see [`PendingCut`]).
     fn finish_cut(&mut self, storage: &mut dyn Storage) -> io::Result<()> {
         let Some(cut) = &mut self.pending_cut else {

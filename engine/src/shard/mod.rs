@@ -135,6 +135,8 @@ struct Partition {
     interval_sync_outstanding: u32,
     subscriptions: Vec<Subscription>,
     idempotence: PartitionIdempotence,
+    /// Refusals of a failed write held back until the file is cut back: (lane, ticket, cause).
+    withheld_refusals: Vec<(u32, u64, String)>,
 }
 
 /// A running shard, as the engine holds it.
@@ -197,6 +199,8 @@ struct Shard {
     consumers: Vec<ConsumerLane>,
     completions: Vec<Completion>,
     stopping: bool,
+    /// Partitions whose cut-back after a failed write failed and is retried every turn.
+    cuts_pending: Vec<u32>,
     next_interval_sync: Option<Instant>,
 }
 
@@ -223,6 +227,7 @@ impl Shard {
             consumers: Vec::new(),
             completions: Vec::new(),
             stopping: false,
+            cuts_pending: Vec::new(),
             next_interval_sync,
         }
     }
@@ -246,6 +251,7 @@ impl Shard {
             progress |= self.reap();
             progress |= self.interval_sync();
             progress |= self.feed_lagging();
+            progress |= self.retry_cuts();
             self.notify_clients();
             if self.stopping && self.drained() {
                 self.finish();
@@ -276,10 +282,11 @@ impl Shard {
             self.waker.awake();
             return;
         }
-        let lagging = self
-            .partitions
-            .iter()
-            .any(|p| p.subscriptions.iter().any(|s| !s.live));
+        let lagging = !self.cuts_pending.is_empty()
+            || self
+                .partitions
+                .iter()
+                .any(|p| p.subscriptions.iter().any(|s| !s.live));
         let mut timeout = if lagging { Some(LAGGING_POLL) } else { None };
         if let Some(deadline) = self.next_interval_sync {
             let until = deadline.saturating_duration_since(Instant::now());
@@ -334,6 +341,7 @@ impl Shard {
                                 interval_sync_outstanding: 0,
                                 subscriptions: Vec::new(),
                                 idempotence,
+                                withheld_refusals: Vec::new(),
                             });
                             Ok(OpenedPartition {
                                 slot: self.partitions.len() as u32 - 1,
@@ -714,28 +722,13 @@ impl Shard {
             .unwrap_or_default();
         let failed: Vec<PendingWrite> = partition.writes.drain(first_failed..).collect();
         let first = &failed[0];
-        if let Err(error) =
-            partition
-                .log
-                .roll_back(&mut *self.storage, first.placement, first.first_offset)
-        {
-            eprintln!(
-                "rill: partition {}: rollback after failed write failed: {error}",
-                partition.id.0
-            );
-        }
+        let cut = partition
+            .log
+            .roll_back(&mut *self.storage, first.placement, first.first_offset);
+        let mut refusals = Vec::new();
         for write in &failed {
             for (lane, ticket, _) in &write.acks {
-                push_ack(
-                    &mut self.producers,
-                    *lane,
-                    *ticket,
-                    partition.id,
-                    Err(SendError::Storage {
-                        partition: partition.id.0,
-                        cause: cause.clone(),
-                    }),
-                );
+                refusals.push((*lane, *ticket, cause.clone()));
             }
         }
         // Records staged behind the failure were checked against sequences that are now
@@ -743,18 +736,58 @@ impl Shard {
         let staged = std::mem::replace(&mut partition.staged, Staged::new());
         for (lane, ticket) in staged.acks {
             let cause = format!("{cause} (an earlier record of this partition failed)");
-            let error = SendError::Storage {
-                partition: partition.id.0,
-                cause,
-            };
-            push_ack(&mut self.producers, lane, ticket, partition.id, Err(error));
+            refusals.push((lane, ticket, cause));
         }
         let remaining = partition
             .writes
             .iter()
             .flat_map(|write| write.producer_batches.iter());
         partition.idempotence.reset_pending(remaining);
+        partition.withheld_refusals.extend(refusals);
+        match cut {
+            Ok(()) => self.release_refusals(slot),
+            Err(error) => {
+                // The refused bytes are still in the file: a crash now would bring them back
+                // at recovery. Refuse nothing (and write nothing) until the cut is done.
+                eprintln!(
+                    "rill: partition {}: cutting back a failed write failed ({error}); retrying",
+                    partition.id.0
+                );
+                if !self.cuts_pending.contains(&slot) {
+                    self.cuts_pending.push(slot);
+                }
+            }
+        }
+    }
+
+    /// The cut after a failure is done: the refused records can be refused, and the
+    /// partition takes writes again.
+    fn release_refusals(&mut self, slot: u32) {
+        let partition = &mut self.partitions[slot as usize];
+        for (lane, ticket, cause) in partition.withheld_refusals.drain(..) {
+            let error = SendError::Storage {
+                partition: partition.id.0,
+                cause,
+            };
+            push_ack(&mut self.producers, lane, ticket, partition.id, Err(error));
+        }
         partition.failing = false;
+    }
+
+    /// Retries cuts that failed; returns whether one completed.
+    fn retry_cuts(&mut self) -> bool {
+        let mut progress = false;
+        for slot in std::mem::take(&mut self.cuts_pending) {
+            let partition = &mut self.partitions[slot as usize];
+            match partition.log.finish_pending_cut(&mut *self.storage) {
+                Ok(()) => {
+                    self.release_refusals(slot);
+                    progress = true;
+                }
+                Err(_) => self.cuts_pending.push(slot),
+            }
+        }
+        progress
     }
 
     fn interval_sync(&mut self) -> bool {
