@@ -14,7 +14,9 @@ use rill::{Durability, Engine, EngineConfig, Offset, PartitionId, StartPosition}
 #[test]
 fn refusals_wait_until_the_failed_write_is_cut_from_the_file() {
     let disk = SimDisk::new(7);
-    let mut config = EngineConfig::new("/sim/data");
+    // Topic metadata is still written with std::fs, so the data directory is a real one.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::new(dir.path());
     config.shards = 1;
     config.pin_shards = false;
     config.durability = Durability::Sync;
