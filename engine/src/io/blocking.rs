@@ -11,22 +11,78 @@ use bytes::Bytes;
 
 use super::{Completion, FileKey, FileMap, Storage};
 
+/// Files opened by a backend, by [`FileKey`], and the synchronous operations on them that
+/// the real backends share.
+#[derive(Debug, Default)]
+pub(crate) struct FileTable {
+    /// `None` marks a free key.
+    files: Vec<Option<File>>,
+}
+
+impl FileTable {
+    pub fn open(&mut self, path: &Path, create: bool) -> io::Result<FileKey> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .open(path)?;
+        let key = match self.files.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                self.files.push(None);
+                self.files.len() - 1
+            }
+        };
+        self.files[key] = Some(file);
+        Ok(FileKey(key as u32))
+    }
+
+    pub fn close(&mut self, file: FileKey) {
+        self.files[file.0 as usize] = None;
+    }
+
+    pub fn get(&self, file: FileKey) -> &File {
+        self.files[file.0 as usize]
+            .as_ref()
+            .expect("operation on a closed file")
+    }
+
+    pub fn count(&self) -> usize {
+        self.files.iter().flatten().count()
+    }
+
+    pub fn len(&self, file: FileKey) -> io::Result<u64> {
+        Ok(self.get(file).metadata()?.len())
+    }
+
+    pub fn truncate(&self, file: FileKey, len: u64) -> io::Result<()> {
+        let file = self.get(file);
+        file.set_len(len)?;
+        file.sync_data()
+    }
+
+    pub fn sync_file(&self, file: FileKey) -> io::Result<()> {
+        self.get(file).sync_data()
+    }
+
+    pub fn map(&self, file: FileKey, capacity: u64) -> io::Result<FileMap> {
+        let raw = memmap2::MmapOptions::new()
+            .len(capacity as usize)
+            .map_raw_read_only(self.get(file))?;
+        Ok(FileMap::from_mmap(raw))
+    }
+}
+
 /// Blocking [`Storage`].
 #[derive(Debug, Default)]
 pub struct BlockingStorage {
-    files: Vec<Option<File>>,
+    files: FileTable,
     finished: Vec<Completion>,
 }
 
 impl BlockingStorage {
     pub fn new() -> BlockingStorage {
         BlockingStorage::default()
-    }
-
-    fn file(&self, file: FileKey) -> &File {
-        self.files[file.0 as usize]
-            .as_ref()
-            .expect("operation on a closed file")
     }
 }
 
@@ -77,45 +133,27 @@ pub(crate) fn sync_dir(directory: &Path) -> io::Result<()> {
 
 impl Storage for BlockingStorage {
     fn open(&mut self, path: &Path, create: bool) -> io::Result<FileKey> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .open(path)?;
-        let key = match self.files.iter().position(Option::is_none) {
-            Some(free) => free,
-            None => {
-                self.files.push(None);
-                self.files.len() - 1
-            }
-        };
-        self.files[key] = Some(file);
-        Ok(FileKey(key as u32))
+        self.files.open(path, create)
     }
 
     fn close(&mut self, file: FileKey) {
-        self.files[file.0 as usize] = None;
+        self.files.close(file);
     }
 
     fn len(&mut self, file: FileKey) -> io::Result<u64> {
-        Ok(self.file(file).metadata()?.len())
+        self.files.len(file)
     }
 
     fn truncate(&mut self, file: FileKey, len: u64) -> io::Result<()> {
-        let file = self.file(file);
-        file.set_len(len)?;
-        file.sync_data()
+        self.files.truncate(file, len)
     }
 
     fn sync_file(&mut self, file: FileKey) -> io::Result<()> {
-        self.file(file).sync_data()
+        self.files.sync_file(file)
     }
 
     fn map(&mut self, file: FileKey, capacity: u64) -> io::Result<FileMap> {
-        let raw = memmap2::MmapOptions::new()
-            .len(capacity as usize)
-            .map_raw_read_only(self.file(file))?;
-        Ok(FileMap::from_mmap(raw))
+        self.files.map(file, capacity)
     }
 
     fn write_file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
@@ -143,12 +181,12 @@ impl Storage for BlockingStorage {
     }
 
     fn write(&mut self, file: FileKey, position: u64, buffer: Bytes, token: u64) {
-        let result = self.file(file).write_all_at(&buffer, position);
+        let result = self.files.get(file).write_all_at(&buffer, position);
         self.finished.push(Completion { token, result });
     }
 
     fn fdatasync(&mut self, file: FileKey, token: u64) {
-        let result = self.file(file).sync_data();
+        let result = self.files.get(file).sync_data();
         self.finished.push(Completion { token, result });
     }
 

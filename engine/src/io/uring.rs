@@ -6,7 +6,6 @@
 //! "an I/O finished" and "a producer woke me".
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -15,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use io_uring::{opcode, types, IoUring};
 
+use super::blocking::FileTable;
 use super::{Completion, FileKey, FileMap, Storage};
 
 /// `user_data` of the eventfd read; operation slots use their index.
@@ -37,8 +37,8 @@ struct Operation {
 /// io_uring-backed [`Storage`].
 pub struct UringStorage {
     ring: IoUring,
-    /// Open files by `FileKey`; `None` marks a free key.
-    files: Vec<Option<File>>,
+    /// Open files by `FileKey`.
+    files: FileTable,
     /// Operations in the kernel, by slot (= `user_data`). At most `entries` are occupied.
     operations: Vec<Option<Operation>>,
     free_slots: Vec<usize>,
@@ -53,7 +53,7 @@ pub struct UringStorage {
 impl std::fmt::Debug for UringStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UringStorage")
-            .field("files", &self.files.len())
+            .field("files", &self.files.count())
             .field("in_flight", &self.in_flight())
             .finish()
     }
@@ -65,7 +65,7 @@ impl UringStorage {
         let slots = entries as usize - 2; // room for the eventfd read and a cancel
         Ok(UringStorage {
             ring,
-            files: Vec::new(),
+            files: FileTable::default(),
             operations: (0..slots).map(|_| None).collect(),
             free_slots: (0..slots).rev().collect(),
             pending: VecDeque::new(),
@@ -75,12 +75,6 @@ impl UringStorage {
         })
     }
 
-    fn file(&self, file: FileKey) -> &File {
-        self.files[file.0 as usize]
-            .as_ref()
-            .expect("operation on a closed file")
-    }
-
     /// Moves pending operations into the submission queue while slots are free.
     fn fill_submission_queue(&mut self) -> io::Result<()> {
         while !self.pending.is_empty() {
@@ -88,7 +82,7 @@ impl UringStorage {
                 break;
             };
             let operation = self.pending.pop_front().expect("checked non-empty");
-            let fd = types::Fd(self.file(operation.file).as_raw_fd());
+            let fd = types::Fd(self.files.get(operation.file).as_raw_fd());
             let entry = match &operation.kind {
                 Kind::Write { position, buffer } => {
                     opcode::Write::new(fd, buffer.as_ptr(), buffer.len() as u32)
@@ -178,20 +172,7 @@ impl UringStorage {
 
 impl Storage for UringStorage {
     fn open(&mut self, path: &Path, create: bool) -> io::Result<FileKey> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .open(path)?;
-        let key = match self.files.iter().position(Option::is_none) {
-            Some(free) => free,
-            None => {
-                self.files.push(None);
-                self.files.len() - 1
-            }
-        };
-        self.files[key] = Some(file);
-        Ok(FileKey(key as u32))
+        self.files.open(path, create)
     }
 
     fn close(&mut self, file: FileKey) {
@@ -203,28 +184,23 @@ impl Storage for UringStorage {
                 && self.pending.iter().all(|operation| operation.file != file),
             "closing a file with operations in flight"
         );
-        self.files[file.0 as usize] = None;
+        self.files.close(file);
     }
 
     fn len(&mut self, file: FileKey) -> io::Result<u64> {
-        Ok(self.file(file).metadata()?.len())
+        self.files.len(file)
     }
 
     fn truncate(&mut self, file: FileKey, len: u64) -> io::Result<()> {
-        let file = self.file(file);
-        file.set_len(len)?;
-        file.sync_data()
+        self.files.truncate(file, len)
     }
 
     fn sync_file(&mut self, file: FileKey) -> io::Result<()> {
-        self.file(file).sync_data()
+        self.files.sync_file(file)
     }
 
     fn map(&mut self, file: FileKey, capacity: u64) -> io::Result<FileMap> {
-        let raw = memmap2::MmapOptions::new()
-            .len(capacity as usize)
-            .map_raw_read_only(self.file(file))?;
-        Ok(FileMap::from_mmap(raw))
+        self.files.map(file, capacity)
     }
 
     fn write_file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
