@@ -17,6 +17,10 @@ use crate::types::{Epoch, ProducerId, Sequence};
 /// Kafka's `max.in.flight.requests.per.connection` limit for idempotence.
 pub const CACHED_BATCHES: usize = 5;
 
+/// Longest run of contiguous batches merged into one cached entry: well inside half the
+/// sequence space, so a sequence's place in a wrapped run stays unambiguous.
+pub const MERGED_RUN_RECORDS_MAX: i64 = 1 << 30;
+
 /// What an appended batch looked like, kept to recognise its retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchMetadata {
@@ -56,6 +60,14 @@ pub enum Decision {
     OutOfOrder { expected: i32 },
     /// The producer is unknown here and the batch does not start at sequence 0.
     UnknownProducerId,
+}
+
+/// Where `sequence` falls in a cached batch (0 for its first record), if it does.
+pub fn position_in(batch: &BatchMetadata, sequence: i32) -> Option<i64> {
+    let space = i32::MAX as i64 + 1;
+    let length = (batch.last_sequence as i64 - batch.first_sequence as i64).rem_euclid(space);
+    let position = (sequence as i64 - batch.first_sequence as i64).rem_euclid(space);
+    (position <= length).then_some(position)
 }
 
 /// The next sequence after `sequence`, wrapping from `i32::MAX` to 0.
@@ -125,14 +137,14 @@ impl PartitionProducers {
                 Decision::OutOfOrder { expected: 0 }
             };
         }
-        if let Some(batch) = entry
-            .batches
-            .iter()
-            .find(|batch| batch.first_sequence == first.0 && batch.last_sequence == last)
-        {
+        if let Some((first_offset, last_offset)) = entry.batches.iter().find_map(|batch| {
+            let start = position_in(batch, first.0)?;
+            let end = position_in(batch, last)?;
+            (start <= end).then(|| (batch.first_offset + start, batch.first_offset + end))
+        }) {
             return Decision::Duplicate {
-                first_offset: batch.first_offset,
-                last_offset: batch.last_offset,
+                first_offset,
+                last_offset,
             };
         }
         let expected = entry.last_sequence().map_or(0, next_sequence);
@@ -157,6 +169,22 @@ impl PartitionProducers {
         if epoch > entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
+        }
+        // A batch that continues the previous one (next sequence, next offset) extends it: a
+        // producer streaming into a partition keeps its whole recent run recognisable, however
+        // many batches the shard cut it into, so a resend after a crash is still found.
+        if let Some(last) = entry.batches.back_mut() {
+            let run = last.last_offset - last.first_offset + 1;
+            if next_sequence(last.last_sequence) == batch.first_sequence
+                && last.last_offset + 1 == batch.first_offset
+                && run + (batch.last_offset - batch.first_offset + 1) <= MERGED_RUN_RECORDS_MAX
+            {
+                last.last_sequence = batch.last_sequence;
+                last.last_offset = batch.last_offset;
+                last.max_timestamp_ms = last.max_timestamp_ms.max(batch.max_timestamp_ms);
+                entry.last_timestamp_ms = entry.last_timestamp_ms.max(batch.max_timestamp_ms);
+                return;
+            }
         }
         if entry.batches.len() == CACHED_BATCHES {
             entry.batches.pop_front();
@@ -242,8 +270,9 @@ mod tests {
     #[test]
     fn only_the_last_five_batches_are_remembered() {
         let mut table = PartitionProducers::default();
+        // Offsets two apart: another producer's records sit between these batches.
         for i in 0..6 {
-            table.record(P, Epoch(0), batch(i, 1, i as i64));
+            table.record(P, Epoch(0), batch(i, 1, 2 * i as i64));
         }
         assert_eq!(
             table.check(P, Epoch(0), Sequence(0), 1),
@@ -252,10 +281,37 @@ mod tests {
         assert_eq!(
             table.check(P, Epoch(0), Sequence(1), 1),
             Decision::Duplicate {
-                first_offset: 1,
-                last_offset: 1
+                first_offset: 2,
+                last_offset: 2
             }
         );
+    }
+
+    /// The crash test resent acknowledged records after a kill and a third of them were
+    /// refused as out of order: the shard cuts a stream into many small batches and only the
+    /// last five were remembered. Contiguous batches now extend one cached run.
+    #[test]
+    fn contiguous_batches_extend_one_run_so_old_resends_are_still_duplicates() {
+        let mut table = PartitionProducers::default();
+        for i in 0..100 {
+            table.record(P, Epoch(0), batch(i, 1, 1000 + i as i64));
+        }
+        assert_eq!(table.get(P).unwrap().batches.len(), 1);
+        assert_eq!(
+            table.check(P, Epoch(0), Sequence(3), 1),
+            Decision::Duplicate {
+                first_offset: 1003,
+                last_offset: 1003
+            }
+        );
+        assert_eq!(
+            table.check(P, Epoch(0), Sequence(10), 5),
+            Decision::Duplicate {
+                first_offset: 1010,
+                last_offset: 1014
+            }
+        );
+        assert_eq!(table.check(P, Epoch(0), Sequence(100), 1), Decision::Append);
     }
 
     #[test]
@@ -266,8 +322,9 @@ mod tests {
             table.check(P, Epoch(0), Sequence(4), 1),
             Decision::OutOfOrder { expected: 3 }
         );
+        // Overlapping the appended batch without lying inside it is no duplicate either.
         assert_eq!(
-            table.check(P, Epoch(0), Sequence(1), 1),
+            table.check(P, Epoch(0), Sequence(1), 3),
             Decision::OutOfOrder { expected: 3 }
         );
     }
