@@ -50,6 +50,17 @@ pub struct Segment {
     index_pending: bool,
 }
 
+impl Segment {
+    /// The header of the committed batch at `position` (a batch boundary below
+    /// `committed_bytes`); verified when it was written or recovered.
+    fn committed_batch_at(&self, position: u64) -> StoredBatch<'_> {
+        let bytes = self
+            .map
+            .bytes(position as usize, self.committed_bytes as usize);
+        StoredBatch::parse_header(bytes).expect("committed bytes hold valid batches")
+    }
+}
+
 /// Where a write goes, returned by [`PartitionLog::assign`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
@@ -360,11 +371,7 @@ impl PartitionLog {
                 }
             };
             while position < segment.committed_bytes {
-                let header = segment
-                    .map
-                    .bytes(position as usize, segment.committed_bytes as usize);
-                let batch =
-                    StoredBatch::parse_header(header).expect("committed bytes hold valid batches");
+                let batch = segment.committed_batch_at(position);
                 if batch.next_offset() > offset {
                     return Cursor {
                         segment_base_offset: segment.base_offset,
@@ -396,11 +403,7 @@ impl PartitionLog {
             }
             let mut position = 0u64;
             while position < segment.committed_bytes {
-                let bytes = segment
-                    .map
-                    .bytes(position as usize, segment.committed_bytes as usize);
-                let batch =
-                    StoredBatch::parse_header(bytes).expect("committed bytes hold valid batches");
+                let batch = segment.committed_batch_at(position);
                 if batch.max_timestamp_ms() >= timestamp_ms {
                     return Cursor {
                         segment_base_offset: segment.base_offset,
@@ -437,11 +440,7 @@ impl PartitionLog {
         while end < segment.committed_bytes
             && (end == cursor.position || end - cursor.position < bytes_max as u64)
         {
-            let bytes = segment
-                .map
-                .bytes(end as usize, segment.committed_bytes as usize);
-            let batch =
-                StoredBatch::parse_header(bytes).expect("committed bytes hold valid batches");
+            let batch = segment.committed_batch_at(end);
             let stored_len = batch.stored_len() as u64;
             if end > cursor.position && end + stored_len - cursor.position > bytes_max as u64 {
                 break;
@@ -467,11 +466,7 @@ impl PartitionLog {
         for segment in &self.segments {
             let mut position = 0u64;
             while position < segment.committed_bytes {
-                let bytes = segment
-                    .map
-                    .bytes(position as usize, segment.committed_bytes as usize);
-                let batch =
-                    StoredBatch::parse_header(bytes).expect("committed bytes hold valid batches");
+                let batch = segment.committed_batch_at(position);
                 position += batch.stored_len() as u64;
                 visit(batch);
             }

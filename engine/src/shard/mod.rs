@@ -491,6 +491,11 @@ impl Shard {
                 lane.closed = true;
             }
         }
+        self.push_refusals(refused);
+        progress
+    }
+
+    fn push_refusals(&mut self, refused: Vec<(u32, ProduceAck)>) {
         for (lane, ack) in refused {
             push_ack(
                 &mut self.producers,
@@ -500,7 +505,6 @@ impl Shard {
                 ack.result,
             );
         }
-        progress
     }
 
     /// Submits one write per partition for everything staged this turn.
@@ -514,15 +518,7 @@ impl Shard {
                 &mut refused,
             );
         }
-        for (lane, ack) in refused {
-            push_ack(
-                &mut self.producers,
-                lane,
-                ack.ticket,
-                ack.partition,
-                ack.result,
-            );
-        }
+        self.push_refusals(refused);
     }
 
     fn reap(&mut self) -> bool {
